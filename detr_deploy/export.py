@@ -1,0 +1,258 @@
+"""Export a DETR to a deployable TorchScript artefact: ``model.pt`` + ``model.json``.
+
+The ``.pt`` holds the scripted (or traced) :class:`~detr_deploy.deploy.DetectionPipeline`
+with its metadata embedded as the extra file ``metadata.json`` (so a C++ loader can read
+it with ``torch::jit::load(path, device, extra_files)``); the ``.json`` sidecar repeats the
+metadata and adds the file's sha256 and size.
+
+TorchScript is deprecated in this torch release: ``torch.jit.script``/``trace`` emit a
+FutureWarning. The successor path is ``torch.export`` + AOTInductor (a later chapter).
+Warnings are collected and returned in :class:`ExportReport`, not silenced.
+
+Command line::
+
+    python -m detr_deploy.export --arch detr_resnet50 [--checkpoint FILE] --out data/models/r50.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, load_model
+from .deploy import DetectionPipeline
+from .model import ARCHITECTURES, DETR
+
+__all__ = [
+    "ARTEFACT_FORMAT",
+    "ARTEFACT_FORMAT_VERSION",
+    "METADATA_FILE",
+    "ExportReport",
+    "make_pipeline",
+    "script_pipeline",
+    "trace_pipeline",
+    "freeze_and_optimize",
+    "save_artefact",
+    "load_artefact",
+    "sha256_of",
+    "export_model",
+    "main",
+]
+
+ARTEFACT_FORMAT = "detr_deploy.torchscript"
+ARTEFACT_FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"  # name of the extra file inside the .pt
+
+
+@dataclass
+class ExportReport:
+    """What an export produced and what torch said while doing it."""
+
+    module: torch.jit.ScriptModule
+    seconds: float
+    warning_counts: Dict[str, int] = field(default_factory=dict)  # "Category: first line" -> count
+
+    def warnings_table(self) -> List[Tuple[str, int]]:
+        return sorted(self.warning_counts.items(), key=lambda item: -item[1])
+
+
+def _summarise(records: Sequence[warnings.WarningMessage]) -> Dict[str, int]:
+    counts: Dict[str, int] = collections.Counter()
+    for record in records:
+        first_line = str(record.message).strip().splitlines()[0] if str(record.message).strip() else ""
+        counts[f"{record.category.__name__}: {first_line[:120]}"] += 1
+    return dict(counts)
+
+
+def make_pipeline(model: DETR, **settings) -> DetectionPipeline:
+    """Wrap ``model`` (put in eval mode) in a :class:`DetectionPipeline` for export."""
+    return DetectionPipeline(model.eval(), num_classes=model.config.num_classes, **settings).eval()
+
+
+def script_pipeline(pipeline: DetectionPipeline) -> ExportReport:
+    """``torch.jit.script``: control flow and shapes stay dynamic, any input size works."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        module = torch.jit.script(pipeline.eval())
+    return ExportReport(module, time.perf_counter() - start, _summarise(records))
+
+
+def trace_pipeline(pipeline: DetectionPipeline, example_image: torch.Tensor) -> ExportReport:
+    """``torch.jit.trace``: records the ops run on ``example_image``; Python ints computed
+    from its size (the resize target, the output scale) are frozen into the graph."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            module = torch.jit.trace(pipeline.eval(), (example_image,), check_trace=False)
+    return ExportReport(module, time.perf_counter() - start, _summarise(records))
+
+
+def freeze_and_optimize(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """Inline weights as constants (``freeze``), then fuse for CPU (``optimize_for_inference``).
+
+    Do this after loading, not before saving: a module saved after
+    ``optimize_for_inference`` cannot be loaded back in this torch release.
+    """
+    preserved = ["forward_batch"] if hasattr(module, "forward_batch") else []
+    frozen = torch.jit.freeze(module.eval(), preserved_attrs=preserved)
+    return torch.jit.optimize_for_inference(frozen, other_methods=preserved)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _pipeline_metadata(pipeline: DetectionPipeline, model: DETR, method: str) -> dict:
+    return {
+        "format": ARTEFACT_FORMAT,
+        "format_version": ARTEFACT_FORMAT_VERSION,
+        "export_method": method,
+        "class_names": list(model.config.class_names),
+        "num_classes": model.config.num_classes,
+        "input": {"dtype": "uint8", "layout": "HWC", "channels": 3, "color": "RGB",
+                  "max_side": pipeline.max_input_side},
+        "outputs": {"boxes": "float32 [N, 4] x0, y0, x1, y1 in input pixels",
+                    "scores": "float32 [N], descending", "labels": "int64 [N] index into class_names"},
+        "preprocess": {"min_size": pipeline.min_size, "max_size": pipeline.max_size,
+                       "antialias": pipeline.antialias, "mean": [0.485, 0.456, 0.406],
+                       "std": [0.229, 0.224, 0.225]},
+        "score_threshold": pipeline.score_threshold,
+        "top_k": pipeline.top_k,
+        "model_config": model.config.to_dict(),
+        "torch_version": torch.__version__,
+    }
+
+
+def save_artefact(module: torch.jit.ScriptModule, path, metadata: dict) -> Path:
+    """Write ``path`` (.pt, metadata embedded) and its sidecar ``path.with_suffix('.json')``.
+
+    Returns the sidecar path. The sidecar adds ``sha256`` and ``size_bytes`` of the .pt.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(module, str(path), _extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)})
+    sidecar = path.with_suffix(".json")
+    full = dict(metadata, file=path.name, sha256=sha256_of(path), size_bytes=path.stat().st_size)
+    sidecar.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    return sidecar
+
+
+def load_artefact(path, verify: bool = True) -> Tuple[torch.jit.ScriptModule, dict]:
+    """Load an artefact and its metadata; check format and (``verify``) the sidecar's sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model artefact not found: {path}")
+    sidecar = path.with_suffix(".json")
+    if verify and sidecar.is_file():
+        expected = json.loads(sidecar.read_text()).get("sha256")
+        actual = sha256_of(path)
+        if expected and expected != actual:
+            raise ValueError(f"{path} does not match its sidecar {sidecar.name}: sha256 {actual} != {expected}")
+    extra_files = {METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files)
+    except Exception as error:  # RuntimeError for non-zip / non-TorchScript files
+        raise ValueError(f"{path} is not a loadable TorchScript artefact: {str(error).splitlines()[0]}") from error
+    if not extra_files[METADATA_FILE]:
+        raise ValueError(f"{path} is TorchScript but carries no {METADATA_FILE}: not exported by detr_deploy")
+    metadata = json.loads(extra_files[METADATA_FILE])
+    if metadata.get("format") != ARTEFACT_FORMAT or metadata.get("format_version") != ARTEFACT_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format {metadata.get('format')!r} v{metadata.get('format_version')}, "
+            f"expected {ARTEFACT_FORMAT!r} v{ARTEFACT_FORMAT_VERSION}"
+        )
+    return module.eval(), metadata
+
+
+def export_model(
+    model: DETR,
+    out_path,
+    method: str = "script",
+    example_image: Optional[torch.Tensor] = None,
+    **pipeline_settings,
+) -> Tuple[Path, ExportReport]:
+    """Export ``model`` with its pipeline to ``out_path``; returns (sidecar path, report).
+
+    ``method`` is ``"script"`` (recommended: any input size) or ``"trace"`` (needs
+    ``example_image`` and only works at that image's size).
+    """
+    pipeline = make_pipeline(model, **pipeline_settings)
+    if method == "script":
+        report = script_pipeline(pipeline)
+    elif method == "trace":
+        if example_image is None:
+            raise ValueError("method='trace' needs an example_image (uint8 [H, W, 3])")
+        report = trace_pipeline(pipeline, example_image)
+    else:
+        raise ValueError(f"method must be 'script' or 'trace', got {method!r}")
+    metadata = _pipeline_metadata(pipeline, model, method)
+    if method == "trace":
+        metadata["traced_input_size"] = [int(example_image.shape[0]), int(example_image.shape[1])]
+    return save_artefact(report.module, out_path, metadata), report
+
+
+def _build_model(args: argparse.Namespace) -> DETR:
+    if args.arch == "checkpoint":
+        if not args.checkpoint:
+            raise SystemExit("--arch checkpoint needs --checkpoint FILE (a checkpoint saved by detr_deploy)")
+        return load_model(args.checkpoint)
+    overrides = {"num_classes": args.num_classes} if args.num_classes else {}
+    model = ARCHITECTURES[args.arch](seed=args.seed, **overrides)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint)
+    return model.eval()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m detr_deploy.export",
+        description="Export a DETR with its image pipeline to a TorchScript artefact (.pt + .json).",
+    )
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES) + ["checkpoint"], default="detr_resnet50",
+                        help="architecture to build; 'checkpoint' rebuilds it from a detr_deploy checkpoint's config")
+    parser.add_argument("--checkpoint", help="weights: an official DETR .pth or a detr_deploy checkpoint")
+    parser.add_argument("--num-classes", type=int, help="override the class count (random weights only)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for random weights when no checkpoint is given")
+    parser.add_argument("--out", required=True, help="output .pt path; the .json sidecar is written beside it")
+    parser.add_argument("--method", choices=["script", "trace"], default="script")
+    parser.add_argument("--trace-size", type=int, nargs=2, metavar=("H", "W"), default=(480, 640),
+                        help="example image size for --method trace")
+    parser.add_argument("--min-size", type=int, default=800)
+    parser.add_argument("--max-size", type=int, default=1333)
+    parser.add_argument("--threshold", type=float, default=0.5, help="default score threshold")
+    parser.add_argument("--top-k", type=int, default=0, help="keep at most K detections (0 = all)")
+    args = parser.parse_args(argv)
+
+    model = _build_model(args)
+    example = torch.zeros((*args.trace_size, 3), dtype=torch.uint8) if args.method == "trace" else None
+    sidecar, report = export_model(
+        model, args.out, method=args.method, example_image=example, min_size=args.min_size,
+        max_size=args.max_size, score_threshold=args.threshold, top_k=args.top_k,
+    )
+    info = json.loads(sidecar.read_text())
+    print(f"wrote {args.out} ({info['size_bytes'] / 1e6:.1f} MB, sha256 {info['sha256'][:12]}) and {sidecar}")
+    print(f"{args.method} took {report.seconds:.1f} s; torch warnings:")
+    for message, count in report.warnings_table():
+        print(f"  {count:4d} x {message}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Shared fixtures: a small seeded DETR, its exported artefact and deterministic test images.
+
+The small model has random weights; ``score_threshold=0`` keeps every query so that
+comparisons see full outputs rather than empty ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from detr_deploy.export import export_model
+from detr_deploy.model import detr_small
+
+SMALL_PIPELINE = dict(min_size=224, max_size=384, score_threshold=0.0)
+SMALL_CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
+
+
+def make_test_image(height: int, width: int, seed: int) -> np.ndarray:
+    """A uint8 RGB image with smooth gradients and a few flat rectangles (not just noise)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack(
+        [
+            128 + 100 * np.sin(xs / max(width, 1) * 6.0 + rng.uniform(0, 6)),
+            128 + 100 * np.cos(ys / max(height, 1) * 4.0 + rng.uniform(0, 6)),
+            rng.uniform(0, 255) * np.ones_like(xs),
+        ],
+        axis=2,
+    )
+    for _ in range(4):
+        y0, x0 = rng.integers(0, max(height - 1, 1)), rng.integers(0, max(width - 1, 1))
+        y1, x1 = y0 + rng.integers(1, height // 2 + 2), x0 + rng.integers(1, width // 2 + 2)
+        image[y0:y1, x0:x1] = rng.uniform(0, 255, size=3)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def small_model():
+    torch.manual_seed(0)
+    return detr_small(seed=0, num_classes=6, class_names=SMALL_CLASSES).eval()
+
+
+@pytest.fixture(scope="session")
+def small_artefact(small_model, tmp_path_factory):
+    """Path of the scripted small model's artefact (.pt; sidecar .json beside it)."""
+    path = tmp_path_factory.mktemp("artefact") / "detr_small.pt"
+    export_model(small_model, path, method="script", **SMALL_PIPELINE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def test_images():
+    """Deterministic images: landscape, portrait, square, small and very thin."""
+    sizes = [(240, 320), (333, 250), (200, 200), (37, 53), (30, 300)]
+    return [make_test_image(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
