@@ -23,7 +23,7 @@ def to_rgb_array(image: Union[Image.Image, np.ndarray]) -> np.ndarray:
             image = image.convert("RGBA")
             background = Image.new("RGBA", image.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, image)
-        return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise ValueError(f"image array must have dtype uint8, got {array.dtype}")
