@@ -1,0 +1,434 @@
+"""Tests for the synthetic card generator (detr_deploy.cards) and the label files (detr_deploy.annotations)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from detr_deploy.annotations import read_coco, read_voc, write_coco, write_voc
+from detr_deploy.cards import CLASS_COLORS, CLASS_NAMES, TEMPLATES, draw_labels, generate_dataset, render_card
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = range(50)
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    """50 cards as they come out of render_card (rescaled, JPEG-compressed)."""
+    return {seed: render_card(seed) for seed in SEEDS}
+
+
+@pytest.fixture(scope="module")
+def clean():
+    """Cards without the final rescale and JPEG step: whole-pixel boxes, exact colours."""
+    return {seed: render_card(seed, jpeg=False, rescale=False) for seed in range(60)}
+
+
+def _box_ints(box):
+    x0, y0, x1, y1 = box
+    assert all(float(v).is_integer() for v in box), box
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+# --------------------------------------------------------------------------------------------
+# basic contract
+
+
+def test_class_names_and_colors():
+    assert CLASS_NAMES == ("textbox", "radiobutton", "checkbox", "actionset", "image", "rating")
+    assert len(CLASS_COLORS) == len(CLASS_NAMES)
+    assert len(set(CLASS_COLORS)) == len(CLASS_COLORS)
+    assert len(TEMPLATES) >= 9  # at least 8 designed layouts plus free compositions
+
+
+def test_determinism_same_seed_identical():
+    for seed in (0, 7, 123456):
+        image_a, labels_a = render_card(seed)
+        image_b, labels_b = render_card(seed)
+        assert image_a.mode == "RGB"
+        assert image_a.size == image_b.size
+        assert image_a.tobytes() == image_b.tobytes()
+        assert labels_a == labels_b
+
+
+def test_different_seeds_differ():
+    images = [render_card(seed)[0] for seed in range(5)]
+    keys = {(im.size, im.tobytes()) for im in images}
+    assert len(keys) == 5
+    label_sets = [json.dumps(render_card(seed)[1]) for seed in range(5)]
+    assert len(set(label_sets)) == 5
+
+
+def test_no_global_random_state_used():
+    import random
+
+    random.seed(1)
+    np.random.seed(1)
+    image_a, labels_a = render_card(42)
+    random.seed(2)
+    np.random.seed(2)
+    image_b, labels_b = render_card(42)
+    assert image_a.tobytes() == image_b.tobytes() and labels_a == labels_b
+
+
+def test_labels_valid_over_many_seeds(rendered):
+    seen = Counter()
+    for seed, (image, labels) in rendered.items():
+        assert isinstance(image, Image.Image) and image.mode == "RGB"
+        w, h = image.size
+        assert 100 <= w and 50 <= h
+        assert labels, f"seed {seed} has no labels"
+        for label in labels:
+            assert set(label) == {"bbox", "category_id", "category"}
+            x0, y0, x1, y1 = label["bbox"]
+            assert all(isinstance(v, float) for v in label["bbox"])
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (seed, label, image.size)
+            assert x1 - x0 >= 2 and y1 - y0 >= 2, (seed, label)
+            assert label["category_id"] in range(len(CLASS_NAMES))
+            assert CLASS_NAMES[label["category_id"]] == label["category"]
+            seen[label["category"]] += 1
+    assert set(seen) == set(CLASS_NAMES), seen
+
+
+def test_every_template_renders_labelled_elements():
+    expected = {
+        "weather": {"textbox", "image"},
+        "poll": {"textbox", "radiobutton"},
+        "form": {"textbox"},
+        "restaurant": {"textbox", "rating"},
+        "tasks": {"textbox", "checkbox"},
+        "gallery": {"textbox", "image"},
+        "survey": {"textbox", "rating"},
+        "activity": {"textbox", "image"},
+    }
+    for name in TEMPLATES:
+        for seed in range(3):
+            image, labels = render_card(seed, template=name)
+            found = {label["category"] for label in labels}
+            assert expected.get(name, {"textbox"}) <= found, (name, seed, found)
+    with pytest.raises(ValueError):
+        render_card(0, template="no-such-template")
+
+
+def test_size_options():
+    image, labels = render_card(3, min_width=300, max_width=300, rescale=False, jpeg=False)
+    assert 300 <= image.width <= 300 + 80  # card width plus page margins
+    image, labels = render_card(3, max_side=256)
+    assert max(image.size) <= 256
+    assert all(l["bbox"][2] <= image.width and l["bbox"][3] <= image.height for l in labels)
+
+
+def test_clean_rendering_shares_labels_with_jpeg_rendering():
+    _, labels_jpeg = render_card(11, rescale=False)
+    _, labels_clean = render_card(11, rescale=False, jpeg=False)
+    assert labels_jpeg == labels_clean
+
+
+# --------------------------------------------------------------------------------------------
+# boxes cover ink
+
+
+def _band(arr: np.ndarray, box, width: int = 2) -> np.ndarray:
+    """Pixels of the ``width``-px ring just outside ``box`` (clipped to the image)."""
+    x0, y0, x1, y1 = box
+    h, w = arr.shape[:2]
+    X0, Y0, X1, Y1 = max(0, x0 - width), max(0, y0 - width), min(w, x1 + width), min(h, y1 + width)
+    mask = np.zeros((h, w), bool)
+    mask[Y0:Y1, X0:X1] = True
+    mask[y0:y1, x0:x1] = False
+    return arr[mask]
+
+
+def test_controls_cover_ink_and_are_tight(clean):
+    checked = Counter()
+    for seed, (image, labels) in clean.items():
+        arr = np.asarray(image).astype(np.int16)
+        for label in labels:
+            if label["category"] not in ("radiobutton", "checkbox"):
+                continue
+            x0, y0, x1, y1 = _box_ints(label["bbox"])
+            band = _band(arr, (x0, y0, x1, y1))
+            # the 2-px band outside the control is flat background ...
+            assert len(band) > 0
+            assert (band == band[0]).all(), (seed, label)
+            background = band[0]
+            inside = arr[y0:y1, x0:x1]
+            diff = np.abs(inside - background).max(axis=2)
+            # ... and the control's ink reaches every edge of its box
+            assert diff[0, :].max() > 20 and diff[-1, :].max() > 20, (seed, label)
+            assert diff[:, 0].max() > 20 and diff[:, -1].max() > 20, (seed, label)
+            assert (diff > 20).mean() > 0.15, (seed, label)
+            checked[label["category"]] += 1
+    assert checked["radiobutton"] >= 5 and checked["checkbox"] >= 5, checked
+
+
+def test_text_and_rating_boxes_are_tight(clean):
+    checked = Counter()
+    for seed, (image, labels) in clean.items():
+        arr = np.asarray(image).astype(np.int16)
+        for label in labels:
+            if label["category"] not in ("textbox", "rating"):
+                continue
+            x0, y0, x1, y1 = _box_ints(label["bbox"])
+            band = _band(arr, (x0, y0, x1, y1), width=1)
+            colours, counts = np.unique(band.reshape(-1, 3), axis=0, return_counts=True)
+            background = colours[counts.argmax()]
+            diff = np.abs(arr[y0:y1, x0:x1] - background).max(axis=2)
+            # light-grey empty stars have little contrast; text has plenty
+            least = 3 if label["category"] == "rating" else 8
+            for edge in (diff[0, :], diff[-1, :], diff[:, 0], diff[:, -1]):
+                assert edge.max() > least, (seed, label)
+            checked[label["category"]] += 1
+    assert checked["textbox"] > 200 and checked["rating"] >= 3, checked
+
+
+def test_image_boxes_differ_from_background(clean):
+    count = 0
+    for seed, (image, labels) in clean.items():
+        arr = np.asarray(image).astype(np.int16)
+        for label in labels:
+            if label["category"] != "image":
+                continue
+            x0, y0, x1, y1 = _box_ints(label["bbox"])
+            inside = arr[y0:y1, x0:x1].reshape(-1, 3)
+            assert inside.std(axis=0).max() > 3, (seed, label)  # not a flat patch
+            count += 1
+    assert count > 20
+
+
+def test_actionset_is_one_box_around_all_buttons():
+    found = 0
+    for seed in range(80):
+        image, labels = render_card(seed, jpeg=False, rescale=False)
+        actionsets = [l for l in labels if l["category"] == "actionset"]
+        texts = [l for l in labels if l["category"] == "textbox"]
+        for a in actionsets:
+            ax0, ay0, ax1, ay1 = a["bbox"]
+            # captions of buttons are not labelled as text boxes: no textbox lies inside an action set
+            for t in texts:
+                tx0, ty0, tx1, ty1 = t["bbox"]
+                inside = tx0 >= ax0 and ty0 >= ay0 and tx1 <= ax1 and ty1 <= ay1
+                assert not inside, (seed, a, t)
+            found += 1
+    assert found > 10
+
+
+# --------------------------------------------------------------------------------------------
+# COCO / VOC
+
+
+def test_coco_roundtrip(tmp_path):
+    records = []
+    originals = []
+    for i, seed in enumerate((1, 2, 3)):
+        image, labels = render_card(seed)
+        name = f"images/card_{i:05d}.jpg"
+        records.append({"file_name": name, "width": image.width, "height": image.height, "annotations": labels})
+        originals.append((name, image.size, labels))
+    path = write_coco(tmp_path / "ann.json", records, CLASS_NAMES)
+
+    # independent parse
+    try:
+        from pycocotools.coco import COCO  # type: ignore
+
+        coco = COCO(str(path))
+        for image_id, (name, size, labels) in zip(sorted(coco.imgs), originals):
+            info = coco.imgs[image_id]
+            assert info["file_name"] == name and (info["width"], info["height"]) == size
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
+            got = sorted((a["category_id"], *a["bbox"]) for a in anns)
+            want = sorted((l["category_id"] + 1, l["bbox"][0], l["bbox"][1], l["bbox"][2] - l["bbox"][0], l["bbox"][3] - l["bbox"][1]) for l in labels)
+            assert len(got) == len(want)
+            np.testing.assert_allclose(np.array(got), np.array(want), atol=2e-3)
+        assert [coco.cats[i]["name"] for i in sorted(coco.cats)] == list(CLASS_NAMES)
+    except ImportError:
+        pass
+    document = json.loads(path.read_text())
+    assert {c["id"]: c["name"] for c in document["categories"]} == {i + 1: n for i, n in enumerate(CLASS_NAMES)}
+    assert all(a["iscrowd"] == 0 and a["area"] >= 0 for a in document["annotations"])
+
+    # our reader
+    parsed = read_coco(path)
+    assert len(parsed) == 3
+    for (image_path, width, height, boxes, labels), (name, size, original) in zip(parsed, originals):
+        assert image_path == tmp_path / name
+        assert (width, height) == size
+        assert boxes.dtype == np.float32 and boxes.shape == (len(original), 4)
+        assert labels.dtype == np.int64
+        np.testing.assert_allclose(boxes, np.array([l["bbox"] for l in original]), atol=2e-3)
+        np.testing.assert_array_equal(labels, [l["category_id"] for l in original])
+    # matching by name gives the same answer
+    by_name = read_coco(path, CLASS_NAMES)
+    for a, b in zip(parsed, by_name):
+        np.testing.assert_array_equal(a[4], b[4])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "top level"),
+        ('{"images": [], "annotations": []}', "categories"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "textbox"}],'
+         ' "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}', "unknown image"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "textbox"}],'
+         ' "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1]}]}', "unknown category"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "textbox"}],'
+         ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, "x", 1]}]}', "bbox"),
+        ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10}], "categories": [], "annotations": []}', "height"),
+    ],
+)
+def test_read_coco_rejects_malformed(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError) as info:
+        read_coco(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_voc_roundtrip(tmp_path):
+    image, labels = render_card(5)
+    image_path = tmp_path / "card.jpg"
+    image.save(image_path)
+    boxes = np.array([l["bbox"] for l in labels])
+    classes = np.array([l["category_id"] for l in labels])
+    xml_path = write_voc(tmp_path / "card.xml", image_path, image.width, image.height, boxes, classes, CLASS_NAMES)
+
+    # independent parse with ElementTree
+    root = ET.parse(xml_path).getroot()
+    assert root.tag == "annotation"
+    assert root.findtext("filename") == "card.jpg"
+    assert root.findtext("folder") == tmp_path.name
+    assert int(root.findtext("size/width")) == image.width and int(root.findtext("size/height")) == image.height
+    assert root.findtext("size/depth") == "3" and root.findtext("segmented") == "0"
+    objects = root.findall("object")
+    assert len(objects) == len(labels)
+    for obj, label in zip(objects, labels):
+        assert obj.findtext("name") == label["category"]
+        assert obj.findtext("pose") == "Unspecified" and obj.findtext("difficult") == "0"
+        got = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
+        x0, y0, x1, y1 = label["bbox"]
+        want = [int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))]
+        assert got == want
+        assert 0 <= got[0] < got[2] <= image.width and 0 <= got[1] < got[3] <= image.height
+
+    # our reader, with an unknown class name thrown in
+    first = root.find("object/name")
+    first.text = "spinner"
+    ET.ElementTree(root).write(xml_path)
+    path, width, height, got_boxes, got_labels, unknown = read_voc(xml_path, CLASS_NAMES)
+    assert path == image_path and (width, height) == image.size
+    assert unknown == ["spinner"]
+    assert got_boxes.dtype == np.float32 and got_labels.dtype == np.int64
+    np.testing.assert_array_equal(got_labels, classes[1:])
+    np.testing.assert_array_equal(got_boxes, np.stack([np.floor(boxes[1:, 0]), np.floor(boxes[1:, 1]), np.ceil(boxes[1:, 2]), np.ceil(boxes[1:, 3])], 1))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("<annotation><filename>a.jpg", "not well-formed"),
+        ("<notvoc/>", "root element"),
+        ("<annotation><filename>a.jpg</filename></annotation>", "size"),
+        ("<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
+         "<object><name>textbox</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>z</xmax><ymax>3</ymax></bndbox></object></annotation>", "xmax"),
+        ("<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
+         "<object><name>textbox</name><bndbox><xmin>5</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>", "max < min"),
+        ("<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
+         "<object><name>textbox</name></object></annotation>", "bndbox"),
+    ],
+)
+def test_read_voc_rejects_malformed(tmp_path, content, message):
+    path = tmp_path / "bad.xml"
+    path.write_text(content)
+    with pytest.raises(ValueError) as info:
+        read_voc(path, CLASS_NAMES)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_writers_reject_bad_labels(tmp_path):
+    with pytest.raises(ValueError):
+        write_voc(tmp_path / "x.xml", tmp_path / "x.jpg", 10, 10, [[0, 0, 5, 5]], [6], CLASS_NAMES)
+    with pytest.raises(ValueError):
+        write_coco(tmp_path / "x.json", [{"file_name": "x.jpg", "width": 10, "height": 10, "boxes": [[0, 0, 5]], "labels": [0]}], CLASS_NAMES)
+
+
+# --------------------------------------------------------------------------------------------
+# dataset writer, CLI, visualisation
+
+
+def test_generate_dataset_matches_render_card(tmp_path):
+    out = generate_dataset(tmp_path / "ds", 4, seed=3, progress=False)
+    assert out == tmp_path / "ds"
+    parsed = read_coco(out / "annotations.json")
+    assert len(parsed) == 4
+    for i, (image_path, width, height, boxes, labels) in enumerate(parsed):
+        assert image_path == out / "images" / f"card_{i:05d}.jpg"
+        with Image.open(image_path) as stored:
+            assert stored.size == (width, height)
+            pixels = stored.convert("RGB").tobytes()
+        image, original = render_card(3 * 1_000_003 + i)
+        assert image.tobytes() == pixels  # the file is exactly what render_card decodes
+        np.testing.assert_allclose(boxes, np.array([l["bbox"] for l in original]), atol=2e-3)
+        voc = read_voc(image_path.with_suffix(".xml"), CLASS_NAMES)
+        assert voc[0] == image_path and voc[5] == []
+        np.testing.assert_array_equal(voc[4], labels)
+    # a different dataset seed does not repeat images
+    other = generate_dataset(tmp_path / "other", 2, seed=4, formats=("coco",), progress=False)
+    assert not list((other / "images").glob("*.xml"))
+    a = (out / "images" / "card_00000.jpg").read_bytes()
+    b = (other / "images" / "card_00000.jpg").read_bytes()
+    assert a != b
+    with pytest.raises(ValueError):
+        generate_dataset(tmp_path / "bad", 1, 0, formats=("yolo",), progress=False)
+
+
+def test_cli_writes_files(tmp_path):
+    out = tmp_path / "cli"
+    result = subprocess.run(
+        [sys.executable, "-m", "detr_deploy.cards", str(out), "--num-images", "3", "--seed", "7", "--max-side", "400", "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    images = sorted((out / "images").glob("*.jpg"))
+    assert [p.name for p in images] == ["card_00000.jpg", "card_00001.jpg", "card_00002.jpg"]
+    assert len(list((out / "images").glob("*.xml"))) == 3
+    document = json.loads((out / "annotations.json").read_text())
+    assert len(document["images"]) == 3 and document["annotations"]
+    for path in images:
+        with Image.open(path) as im:
+            assert max(im.size) <= 400
+
+    helped = subprocess.run([sys.executable, "-m", "detr_deploy.cards", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--num-images" in helped.stdout and "--max-side" in helped.stdout
+
+
+def test_draw_labels_marks_boxes_in_class_colours():
+    image = Image.new("RGB", (200, 120), (255, 255, 255))
+    labels = [{"bbox": [20.0, 30.0, 80.0, 90.0], "category_id": 4, "category": "image"},
+              {"bbox": [100.0, 40.0, 180.0, 100.0], "category_id": 3, "category": "actionset"}]
+    drawn = draw_labels(image, labels, CLASS_NAMES)
+    assert drawn is not image and image.getpixel((20, 60)) == (255, 255, 255)
+    assert drawn.getpixel((20, 60)) == CLASS_COLORS[4]
+    assert drawn.getpixel((179, 70)) == CLASS_COLORS[3]
+    # the (boxes, labels) form gives the same picture
+    same = draw_labels(image, (np.array([l["bbox"] for l in labels]), np.array([4, 3])), CLASS_NAMES)
+    assert same.tobytes() == drawn.tobytes()
+
+
+def test_labelled_elements_do_not_overlap(clean):
+    for seed, (image, labels) in clean.items():
+        boxes = np.array([l["bbox"] for l in labels])
+        for i in range(len(boxes)):
+            ix = np.minimum(boxes[i, 2], boxes[i + 1:, 2]) - np.maximum(boxes[i, 0], boxes[i + 1:, 0])
+            iy = np.minimum(boxes[i, 3], boxes[i + 1:, 3]) - np.maximum(boxes[i, 1], boxes[i + 1:, 1])
+            overlapping = np.flatnonzero((ix > 0) & (iy > 0))
+            assert overlapping.size == 0, (seed, labels[i], [labels[i + 1 + k] for k in overlapping])
