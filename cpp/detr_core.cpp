@@ -1,0 +1,428 @@
+// detr_core: the only translation unit that sees libtorch. See detr_core.h for the API.
+//
+// The // <notebook:NAME> ... // </notebook:NAME> comments mark the excerpts that chapter 02
+// (notebooks/02_cpp_inference_with_cppimport.ipynb) prints and explains.
+
+#include "detr_core.h"
+
+#include <ATen/Parallel.h>
+#include <caffe2/serialize/inline_container.h>  // PyTorchStreamReader: read one file of the archive
+#include <torch/script.h>                       // TorchScript load/run; NOT <torch/extension.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "backend.h"
+#include "mini_json.h"
+
+namespace detr {
+namespace {
+
+constexpr const char* kTorchScriptFormat = "detr_deploy.torchscript";
+constexpr int kTorchScriptFormatVersion = 1;
+constexpr const char* kMetadataRecord = "extra/metadata.json";  // torch.jit.save(_extra_files=...)
+
+// torch's messages carry a C++ backtrace (c10::Error) or a TorchScript traceback
+// (JITException); keep the line that says what went wrong.
+std::string summarise(const std::exception& error) {
+  std::string text = error.what();
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&error)) {
+    text = c10_error->what_without_backtrace();
+  }
+  std::vector<std::string> lines;
+  std::istringstream stream(text);
+  for (std::string line; std::getline(stream, line);) {
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+  }
+  if (lines.empty()) return "unknown error";
+  // A TorchScript traceback ends with the Python-style exception line.
+  if (text.find("Traceback of TorchScript") != std::string::npos) return lines.back();
+  return lines.front();
+}
+
+std::string describe(const at::Tensor& tensor) {
+  std::ostringstream out;
+  out << c10::toString(tensor.scalar_type()) << " " << tensor.sizes();
+  return out.str();
+}
+
+// ---- metadata ------------------------------------------------------------------------
+
+class MetadataReader {
+ public:
+  MetadataReader(const json::Value& root, const std::string& path) : root_(root), path_(path) {}
+
+  const json::Value& get(const std::string& dotted, const char* expected) const {
+    const json::Value* value = &root_;
+    std::size_t start = 0;
+    while (true) {
+      std::size_t dot = dotted.find('.', start);
+      std::string key = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      value = value->find(key);
+      if (value == nullptr) fail(dotted, expected);
+      if (dot == std::string::npos) return *value;
+      start = dot + 1;
+    }
+  }
+  std::string string(const std::string& key) const {
+    const json::Value& value = get(key, "a string");
+    if (!value.is_string()) fail(key, "a string");
+    return value.as_string();
+  }
+  double number(const std::string& key) const {
+    const json::Value& value = get(key, "a number");
+    if (!value.is_number()) fail(key, "a number");
+    return value.as_number();
+  }
+  std::int64_t integer(const std::string& key, std::int64_t minimum) const {
+    double value = number(key);
+    if (value != std::floor(value) || value < double(minimum) || value > 1e15) {
+      fail(key, ("an integer >= " + std::to_string(minimum)).c_str());
+    }
+    return static_cast<std::int64_t>(value);
+  }
+  [[noreturn]] void fail(const std::string& key, const char* expected) const {
+    throw InvalidModel(path_ + ": metadata.json needs '" + key + "' to be " + expected);
+  }
+
+ private:
+  const json::Value& root_;
+  const std::string& path_;
+};
+
+Metadata parse_metadata(const std::string& text, const std::string& path) {
+  json::Value root;
+  try {
+    root = json::parse(text);
+  } catch (const json::ParseError& error) {
+    throw InvalidModel(path + ": metadata.json is not valid JSON (" + error.what() + ")");
+  }
+  if (!root.is_object()) throw InvalidModel(path + ": metadata.json is not a JSON object");
+  MetadataReader read(root, path);
+
+  Metadata metadata;
+  metadata.json = text;
+  metadata.format = read.string("format");
+  metadata.format_version = static_cast<int>(read.integer("format_version", 0));
+  if (metadata.format != kTorchScriptFormat || metadata.format_version != kTorchScriptFormatVersion) {
+    throw InvalidModel(path + " has format '" + metadata.format + "' v" + std::to_string(metadata.format_version) +
+                       "; this build of detr_core reads '" + kTorchScriptFormat + "' v" +
+                       std::to_string(kTorchScriptFormatVersion));
+  }
+  metadata.export_method = read.string("export_method");
+  const json::Value& names = read.get("class_names", "a list of strings");
+  if (!names.is_array()) read.fail("class_names", "a list of strings");
+  for (const json::Value& name : names.items()) {
+    if (!name.is_string()) read.fail("class_names", "a list of strings");
+    metadata.class_names.push_back(name.as_string());
+  }
+  std::int64_t num_classes = read.integer("num_classes", 1);
+  if (num_classes != static_cast<std::int64_t>(metadata.class_names.size())) {
+    throw InvalidModel(path + ": metadata.json says num_classes=" + std::to_string(num_classes) + " but lists " +
+                       std::to_string(metadata.class_names.size()) + " class_names");
+  }
+  metadata.max_side = read.integer("input.max_side", 1);
+  metadata.score_threshold = read.number("score_threshold");
+  if (!(metadata.score_threshold >= 0.0 && metadata.score_threshold < 1.0)) {
+    read.fail("score_threshold", "in [0, 1)");
+  }
+  metadata.top_k = read.integer("top_k", 0);
+  metadata.min_size = read.integer("preprocess.min_size", 1);
+  metadata.max_size = read.integer("preprocess.max_size", 1);
+  if (const json::Value* size = root.find("traced_input_size"); size != nullptr && !size->is_null()) {
+    if (!size->is_array() || size->items().size() != 2 || !size->items()[0].is_number() ||
+        !size->items()[1].is_number()) {
+      read.fail("traced_input_size", "[height, width]");
+    }
+    metadata.traced_input_size = std::make_pair(static_cast<std::int64_t>(size->items()[0].as_number()),
+                                                static_cast<std::int64_t>(size->items()[1].as_number()));
+  }
+  if (const json::Value* version = root.find("torch_version"); version != nullptr && version->is_string()) {
+    metadata.torch_version = version->as_string();
+  }
+  return metadata;
+}
+
+// ---- the TorchScript backend ---------------------------------------------------------
+
+// <notebook:from_blob>
+// A tensor that *borrows* the caller's pixels: no copy, no deleter, so libtorch never
+// frees them and the tensor must not outlive this call (it does not: the model's first
+// op, a dtype conversion, makes its own copy). The shape is {rows, columns, channels},
+// the order the bytes have in memory: {height, width, 3}, not {width, height, 3}.
+// The pointer is const_cast because from_blob takes void*; the pipeline never writes to
+// its input, and the caller's buffer is never converted in place.
+at::Tensor borrow_pixels(const ImageView& image) {
+  return torch::from_blob(const_cast<std::uint8_t*>(image.data), {image.height, image.width, 3},
+                          torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCPU));
+}
+// </notebook:from_blob>
+
+// <notebook:outputs>
+// (boxes [N, 4] float32, scores [N] float32, labels [N] int64) -> plain vectors. Every
+// dtype and shape is checked first, and the byte count comes from numel() of a tensor of
+// the checked dtype: a wrong or corrupted artefact gives an error, never garbage.
+Detections to_detections(const c10::IValue& value) {
+  if (!value.isTuple() || value.toTupleRef().elements().size() != 3) {
+    throw InferenceError("the model returned " + std::string(value.tagKind()) +
+                         ", expected a tuple (boxes, scores, labels)");
+  }
+  const auto& elements = value.toTupleRef().elements();
+  for (const auto& element : elements) {
+    if (!element.isTensor()) throw InferenceError("the model returned a tuple holding " + std::string(element.tagKind()));
+  }
+  at::Tensor boxes = elements[0].toTensor().contiguous();
+  at::Tensor scores = elements[1].toTensor().contiguous();
+  at::Tensor labels = elements[2].toTensor().contiguous();
+  const bool ok = boxes.scalar_type() == at::kFloat && boxes.dim() == 2 && boxes.size(1) == 4 &&
+                  scores.scalar_type() == at::kFloat && scores.dim() == 1 && scores.size(0) == boxes.size(0) &&
+                  labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.size(0) == boxes.size(0) &&
+                  boxes.device().is_cpu() && scores.device().is_cpu() && labels.device().is_cpu();
+  if (!ok) {
+    throw InferenceError("the model returned boxes " + describe(boxes) + ", scores " + describe(scores) + ", labels " +
+                         describe(labels) + "; expected Float [N, 4], Float [N], Long [N] on the CPU");
+  }
+  Detections found;
+  const float* box_data = boxes.const_data_ptr<float>();
+  const float* score_data = scores.const_data_ptr<float>();
+  const std::int64_t* label_data = labels.const_data_ptr<std::int64_t>();
+  found.boxes.assign(box_data, box_data + boxes.numel());
+  found.scores.assign(score_data, score_data + scores.numel());
+  found.labels.assign(label_data, label_data + labels.numel());
+  return found;
+}
+// </notebook:outputs>
+
+class TorchScriptBackend final : public Backend {
+ public:
+  TorchScriptBackend(const std::string& path, const Metadata& metadata, const Options& options)
+      : metadata_(metadata), optimized_(options.optimize) {
+    // <notebook:load>
+    torch::jit::Module module;
+    try {
+      module = torch::jit::load(path, torch::kCPU);
+    } catch (const std::exception& error) {
+      throw InvalidModel(path + " could not be loaded as TorchScript: " + summarise(error));
+    }
+    module.eval();
+    const bool has_batch = module.find_method("forward_batch").has_value();
+    check_signature(module, path);
+    if (options.optimize) {
+      // Freeze (inline weights and attributes as constants), then fuse for inference
+      // (conv+bn folding, MKLDNN layouts...). Done here, after loading, because a module
+      // saved after optimize_for_inference cannot be loaded back.
+      std::vector<std::string> keep;
+      if (has_batch) keep.push_back("forward_batch");
+      try {
+        torch::jit::Module frozen = torch::jit::freeze(module, keep);
+        module = torch::jit::optimize_for_inference(frozen, keep);
+      } catch (const std::exception& error) {
+        throw InvalidModel(path + ": freezing/optimising failed (" + summarise(error) +
+                           "); load it with optimize=false to run the saved graph as is");
+      }
+    }
+    module_ = module;
+    forward_ = module_.find_method("forward");
+    if (has_batch) forward_batch_ = module_.find_method("forward_batch");
+    // </notebook:load>
+  }
+
+  std::string name() const override { return "torchscript"; }
+  bool optimized() const override { return optimized_; }
+
+  // <notebook:run>
+  Detections run(const ImageView& image, double score_threshold) const override {
+    check_call(image, score_threshold);
+    // InferenceMode (thread-local, RAII): no autograd bookkeeping, no version counters.
+    c10::InferenceMode inference_mode;
+    std::vector<c10::IValue> inputs{borrow_pixels(image)};
+    if (takes_threshold_) inputs.emplace_back(score_threshold);
+    c10::IValue output;
+    try {
+      // Method::operator() is const and the graph executor is thread-safe, so several
+      // threads may be here at once with the same module.
+      output = (*forward_)(std::move(inputs));
+    } catch (const std::exception& error) {
+      throw InferenceError("the model failed: " + summarise(error));
+    }
+    return to_detections(output);
+  }
+  // </notebook:run>
+
+  std::vector<Detections> run_batch(const std::vector<ImageView>& images, double score_threshold) const override {
+    std::vector<Detections> results;
+    if (!forward_batch_) {  // traced artefacts have forward only
+      for (const ImageView& image : images) results.push_back(run(image, score_threshold));
+      return results;
+    }
+    c10::InferenceMode inference_mode;
+    c10::List<at::Tensor> tensors;
+    tensors.reserve(images.size());
+    for (const ImageView& image : images) tensors.push_back(borrow_pixels(image));
+    c10::IValue output;
+    try {
+      output = (*forward_batch_)({c10::IValue(tensors), c10::IValue(score_threshold)});
+    } catch (const std::exception& error) {
+      throw InferenceError("the model failed: " + summarise(error));
+    }
+    if (!output.isList() || output.toListRef().size() != images.size()) {
+      throw InferenceError("forward_batch returned " + std::string(output.tagKind()) + ", expected a list of " +
+                           std::to_string(images.size()) + " results");
+    }
+    for (const c10::IValue& item : output.toListRef()) results.push_back(to_detections(item));
+    return results;
+  }
+
+ private:
+  // forward(image: Tensor[, score_threshold: Optional[float]]): scripted artefacts take
+  // the threshold, traced ones have it baked in.
+  void check_signature(const torch::jit::Module& module, const std::string& path) {
+    auto forward = module.find_method("forward");
+    if (!forward) throw InvalidModel(path + " has no forward() method");
+    const auto& arguments = forward->function().getSchema().arguments();  // includes self
+    bool ok = (arguments.size() == 2 || arguments.size() == 3) &&
+              arguments[1].type()->kind() == c10::TypeKind::TensorType;
+    if (ok && arguments.size() == 3) {
+      auto optional = arguments[2].type()->cast<c10::OptionalType>();
+      ok = optional && optional->getElementType()->kind() == c10::TypeKind::FloatType;
+    }
+    if (!ok) {
+      std::ostringstream schema;
+      schema << forward->function().getSchema();
+      throw InvalidModel(path + ": forward() has signature " + schema.str() +
+                         ", expected forward(image: Tensor, score_threshold: Optional[float])");
+    }
+    takes_threshold_ = arguments.size() == 3;
+  }
+
+  void check_call(const ImageView& image, double score_threshold) const {
+    if (metadata_.traced_input_size) {
+      const auto [height, width] = *metadata_.traced_input_size;
+      if (image.height != height || image.width != width) {
+        throw InvalidInput("this artefact was traced at " + std::to_string(height) + "x" + std::to_string(width) +
+                           " and only accepts images of that size, got " + std::to_string(image.height) + "x" +
+                           std::to_string(image.width) + "; export with method='script' for any size");
+      }
+    }
+    if (!takes_threshold_ && score_threshold != metadata_.score_threshold) {
+      throw InvalidInput("this artefact's forward() has its score threshold fixed at " +
+                         std::to_string(metadata_.score_threshold) + "; export with method='script' to choose it per call");
+    }
+  }
+
+  Metadata metadata_;
+  bool optimized_;
+  bool takes_threshold_ = true;
+  torch::jit::Module module_;
+  std::optional<torch::jit::Method> forward_;
+  std::optional<torch::jit::Method> forward_batch_;
+};
+
+double resolve_threshold(std::optional<double> requested, const Metadata& metadata) {
+  double threshold = requested.value_or(metadata.score_threshold);
+  if (!(threshold >= 0.0 && threshold < 1.0)) {  // also rejects NaN
+    throw InvalidInput("score_threshold must be in [0, 1), got " + json::number(threshold));
+  }
+  return threshold;
+}
+
+}  // namespace
+
+// ---- backend selection ---------------------------------------------------------------
+
+std::unique_ptr<Backend> make_backend(const std::string& model_path, const Metadata& metadata, const Options& options) {
+  if (metadata.format == kTorchScriptFormat) return std::make_unique<TorchScriptBackend>(model_path, metadata, options);
+  throw InvalidModel(model_path + ": no backend for format '" + metadata.format + "'");
+}
+
+// ---- public API ----------------------------------------------------------------------
+
+Metadata read_metadata(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::error_code error_code;
+  if (!fs::exists(model_path, error_code)) throw ModelNotFound("model file not found: " + model_path);
+  if (!fs::is_regular_file(model_path, error_code)) throw InvalidModel(model_path + " is not a regular file");
+  std::string text;
+  bool found = false;
+  try {
+    // An artefact is a zip archive (torch.jit.save); read metadata.json alone, before
+    // paying for loading the model, and so that the metadata can choose the backend.
+    caffe2::serialize::PyTorchStreamReader reader(model_path);
+    if (reader.hasRecord(kMetadataRecord)) {
+      auto [data, size] = reader.getRecord(kMetadataRecord);
+      text.assign(static_cast<const char*>(data.get()), size);
+      found = true;
+    }
+  } catch (const std::exception& error) {
+    // torch's message goes on to guess at causes ("...likely corrupted..."): keep the facts.
+    std::string reason = summarise(error);
+    reason = reason.substr(0, reason.find(". "));
+    throw InvalidModel(model_path + " is not a TorchScript artefact (not a PyTorch zip archive: " + reason + ")");
+  }
+  if (!found) {
+    throw InvalidModel(model_path + " carries no metadata.json: not an artefact exported by detr_deploy "
+                       "(python -m detr_deploy.export)");
+  }
+  return parse_metadata(text, model_path);
+}
+
+void validate_image(const ImageView& image, std::int64_t max_side) {
+  if (image.height <= 0 || image.width <= 0) {
+    throw InvalidInput("image is empty: " + std::to_string(image.height) + "x" + std::to_string(image.width));
+  }
+  if (image.height > max_side || image.width > max_side) {
+    throw InvalidInput("image " + std::to_string(image.height) + "x" + std::to_string(image.width) +
+                       " exceeds the limit of " + std::to_string(max_side) + " pixels per side (the artefact's input.max_side)");
+  }
+  if (image.data == nullptr) throw InvalidInput("image data is a null pointer");
+}
+
+struct Detector::Impl {
+  std::string path;
+  Metadata metadata;
+  std::unique_ptr<Backend> backend;
+};
+
+Detector::Detector(const std::string& model_path, Options options) : impl_(std::make_unique<Impl>()) {
+  if (options.num_threads < 0) throw InvalidInput("num_threads must be >= 0 (0 = torch's default)");
+  impl_->path = model_path;
+  impl_->metadata = read_metadata(model_path);
+  if (options.num_threads > 0) at::set_num_threads(options.num_threads);
+  impl_->backend = make_backend(model_path, impl_->metadata, options);
+}
+
+Detector::~Detector() = default;
+Detector::Detector(Detector&&) noexcept = default;
+Detector& Detector::operator=(Detector&&) noexcept = default;
+
+Detections Detector::detect(const ImageView& image, std::optional<double> score_threshold) const {
+  double threshold = resolve_threshold(score_threshold, impl_->metadata);
+  validate_image(image, impl_->metadata.max_side);
+  return impl_->backend->run(image, threshold);
+}
+
+std::vector<Detections> Detector::detect_batch(const std::vector<ImageView>& images,
+                                               std::optional<double> score_threshold) const {
+  double threshold = resolve_threshold(score_threshold, impl_->metadata);
+  if (images.empty()) throw InvalidInput("detect_batch needs at least one image");
+  for (std::size_t index = 0; index < images.size(); ++index) {
+    try {
+      validate_image(images[index], impl_->metadata.max_side);
+    } catch (const InvalidInput& error) {
+      throw InvalidInput("image " + std::to_string(index) + ": " + error.what());
+    }
+  }
+  return impl_->backend->run_batch(images, threshold);
+}
+
+const Metadata& Detector::metadata() const { return impl_->metadata; }
+const std::string& Detector::model_path() const { return impl_->path; }
+std::string Detector::backend_name() const { return impl_->backend->name(); }
+bool Detector::optimized() const { return impl_->backend->optimized(); }
+
+std::string libtorch_version() { return TORCH_VERSION; }
+int num_threads() { return at::get_num_threads(); }
+
+}  // namespace detr

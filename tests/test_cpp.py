@@ -1,0 +1,634 @@
+"""The C++ core through its two front ends: the cppimport module ``detr_cpp`` and ``detr_cli``.
+
+Reference: the same artefact run by torch from Python (``load_artefact``). Two comparisons:
+
+* ``Detector(optimize=False)`` runs the saved graph exactly as ``torch.jit.load`` does, so
+  its outputs must be *identical* (bitwise) to Python's, given the same number of threads
+  (torch.get_num_threads(): a different split of the sums changes the last bits).
+* ``Detector()`` (the default) freezes and runs ``optimize_for_inference`` after loading;
+  its numbers differ by ~1e-7 in scores and ~1e-4 px in boxes (measured). With random
+  weights and threshold 0 neighbouring scores can be 2e-7 apart, so the order may differ:
+  detections are paired (same label, nearest box and score: an optimal assignment) before
+  comparing, with tolerances BOX_ATOL pixels and SCORE_ATOL; labels must be identical.
+
+The module is built once per session (``cpp_build.build_module()``; cppimport caches it).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
+
+from detr_deploy import cpp_build
+from detr_deploy.export import export_model, load_artefact
+from detr_deploy.paths import REPO_ROOT
+
+BOX_ATOL = 1e-2  # pixels
+SCORE_ATOL = 1e-5
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def detr_cpp():
+    """The compiled module: built once per session if a source changed, else just imported."""
+    return cpp_build.build_module()
+
+
+@pytest.fixture(scope="session")
+def detector(detr_cpp, small_artefact):
+    return detr_cpp.Detector(small_artefact)
+
+
+@pytest.fixture(scope="session")
+def exact_detector(detr_cpp, small_artefact):
+    return detr_cpp.Detector(small_artefact, optimize=False)
+
+
+@pytest.fixture(scope="session")
+def python_module(small_artefact):
+    module, _ = load_artefact(small_artefact)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_artefact(small_model, tmp_path_factory):
+    """The small model at a tiny input size (64-96 px), for tests that make hundreds of calls."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    export_model(small_model, path, min_size=64, max_size=96, score_threshold=0.0)
+    return path
+
+
+def python_detect(module, image, score_threshold=None):
+    with torch.inference_mode():
+        boxes, scores, labels = module(torch.from_numpy(image), score_threshold)
+    return {"boxes": boxes.numpy(), "scores": scores.numpy(), "labels": labels.numpy()}
+
+
+def python_detect_batch(module, images, score_threshold=None):
+    with torch.inference_mode():
+        results = module.forward_batch([torch.from_numpy(image) for image in images], score_threshold)
+    return [{"boxes": b.numpy(), "scores": s.numpy(), "labels": l.numpy()} for b, s, l in results]
+
+
+def assert_identical(found, expected):
+    for key in ("boxes", "scores", "labels"):
+        assert found[key].dtype == expected[key].dtype, key
+        np.testing.assert_array_equal(found[key], expected[key], err_msg=key)
+
+
+def match_detections(found, expected, box_atol=BOX_ATOL, score_atol=SCORE_ATOL):
+    """Pair ``found`` with ``expected`` detections and check them; returns (max box diff,
+    max score diff). Pairs must share the label; the pairing minimises box + score
+    differences (scaled by the tolerances), so near-tied scores may come in either order."""
+    assert len(found["scores"]) == len(expected["scores"]), "different numbers of detections"
+    if len(found["scores"]) == 0:
+        return 0.0, 0.0
+    box_diff = np.abs(found["boxes"][:, None, :] - expected["boxes"][None, :, :]).max(-1)
+    score_diff = np.abs(found["scores"][:, None] - expected["scores"][None, :])
+    cost = box_diff / box_atol + score_diff / score_atol
+    cost[found["labels"][:, None] != expected["labels"][None, :]] = 1e12
+    rows, cols = linear_sum_assignment(cost)
+    np.testing.assert_array_equal(found["labels"][rows], expected["labels"][cols], err_msg="labels")
+    worst_box, worst_score = float(box_diff[rows, cols].max()), float(score_diff[rows, cols].max())
+    assert worst_box <= box_atol, f"boxes differ by {worst_box} px > {box_atol}"
+    assert worst_score <= score_atol, f"scores differ by {worst_score} > {score_atol}"
+    assert np.all(np.diff(found["scores"]) <= 0), "scores not in descending order"
+    return worst_box, worst_score
+
+
+# ---------------------------------------------------------------------------- the build
+
+
+def test_module_built_lean_and_cached(detr_cpp):
+    path = Path(detr_cpp.__file__)
+    assert path == cpp_build.module_path()
+    assert path.stat().st_size < 3e6, "built with debug info? (-g0 gives ~0.4 MB, -g ~10 MB)"
+    assert cpp_build.module_is_current()
+    assert cpp_build.build_module() is detr_cpp  # cached: no rebuild, same module
+    assert detr_cpp.libtorch_version() == torch.__version__.split("+")[0]
+
+
+def test_module_links_only_cpu_libtorch(detr_cpp):
+    from detr_deploy.runtime import needed_libraries, read_rpath
+
+    needed = needed_libraries(Path(detr_cpp.__file__))
+    assert "libtorch_cpu.so" in needed and "libc10.so" in needed
+    assert not [name for name in needed if "python" in name or "cuda" in name or name == "libtorch.so"], needed
+    assert read_rpath(Path(detr_cpp.__file__)) == cpp_build.torch_build_info()["library_dir"]
+
+
+def test_build_flags_come_from_torch():
+    info = cpp_build.torch_build_info()
+    assert info["cxx_standard"] >= 17
+    assert info["cxx11_abi"] == int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    assert Path(info["library_dir"], "libtorch_cpu.so").is_file()
+    assert Path(info["cmake_prefix_path"]) == Path(torch.utils.cmake_prefix_path)
+
+
+def test_first_error_is_extracted_from_a_compiler_log():
+    log = textwrap.dedent(f"""\
+        gcc -pthread ... -c {REPO_ROOT}/cpp/detr_core.cpp -o x.o
+        In file included from {REPO_ROOT}/cpp/detr_core.cpp:3:
+        {REPO_ROOT}/cpp/detr_core.cpp:42:5: error: 'frobnicate' was not declared in this scope
+           42 |     frobnicate();
+              |     ^~~~~~~~~~
+        {REPO_ROOT}/cpp/detr_core.cpp:50:1: error: expected ';'
+        error: command '/usr/bin/gcc' failed with exit code 1
+        """)
+    message = cpp_build.first_error(log)
+    assert message.startswith("cpp/detr_core.cpp:42:5: error: 'frobnicate' was not declared")
+    assert "frobnicate();" in message and str(REPO_ROOT) not in message and ":50:" not in message
+
+
+def test_build_error_is_one_readable_exception(tmp_path):
+    source = tmp_path / "broken_module.cpp"
+    source.write_text(textwrap.dedent("""\
+        // cppimport
+        /*
+        <%
+        setup_pybind11(cfg)
+        %>
+        */
+        #include <pybind11/pybind11.h>
+        int broken() { return undefined_name; }
+        PYBIND11_MODULE(broken_module, m) { m.def("broken", &broken); }
+        """))
+    with pytest.raises(cpp_build.BuildError) as caught:
+        cpp_build.build_module(source=source)  # SystemExit would escape pytest.raises(Exception)
+    message = str(caught.value)
+    assert "broken_module.cpp:8:23: error: 'undefined_name' was not declared" in message  # source line
+    assert "    8 | int broken() { return undefined_name; }" in message
+    assert message.count("\n") < 10 and "full log" in message
+    assert "undefined_name" in caught.value.log
+    assert not Path(str(cpp_build.module_path(source)) + ".lock").exists(), "stale lock left behind"
+    assert "broken_module" not in sys.modules
+
+
+# ---------------------------------------------------------------------------- equality with Python
+
+
+def test_exact_path_is_identical_to_python(exact_detector, python_module, test_images):
+    for image in test_images:
+        assert_identical(exact_detector.detect(image), python_detect(python_module, image))
+
+
+def test_optimized_matches_python_within_tolerance(detector, python_module, test_images):
+    for image in test_images:
+        found = detector.detect(image)
+        assert found["boxes"].dtype == np.float32 and found["scores"].dtype == np.float32
+        assert found["labels"].dtype == np.int64 and found["boxes"].shape == (len(found["scores"]), 4)
+        match_detections(found, python_detect(python_module, image))
+
+
+def test_detect_batch_matches_python_forward_batch(detector, exact_detector, python_module, test_images):
+    expected = python_detect_batch(python_module, test_images)
+    for found, reference in zip(exact_detector.detect_batch(test_images), expected):
+        assert_identical(found, reference)
+    for found, reference in zip(detector.detect_batch(test_images), expected):
+        match_detections(found, reference)
+
+
+def test_score_threshold(exact_detector, python_module, test_images):
+    image = test_images[0]
+    everything = exact_detector.detect(image)
+    assert len(everything["scores"]) > 2  # artefact default threshold is 0: every query
+    threshold = float(np.median(everything["scores"]))
+    found = exact_detector.detect(image, score_threshold=threshold)
+    assert 0 < len(found["scores"]) < len(everything["scores"]) and found["scores"].min() > threshold
+    assert_identical(found, python_detect(python_module, image, threshold))
+    batch = exact_detector.detect_batch([image], score_threshold=threshold)
+    assert_identical(batch[0], python_detect_batch(python_module, [image], threshold)[0])
+
+
+def test_traced_artefact(detr_cpp, small_model, tmp_path):
+    image = np.ascontiguousarray(np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    path = tmp_path / "traced.pt"
+    export_model(small_model, path, method="trace", example_image=torch.from_numpy(image),
+                 min_size=128, max_size=200, score_threshold=0.0)
+    traced = detr_cpp.Detector(path, optimize=False)
+    assert traced.metadata["export_method"] == "trace"
+    module, _ = load_artefact(path)
+    with torch.inference_mode():
+        boxes, scores, labels = module(torch.from_numpy(image))
+    assert_identical(traced.detect(image), {"boxes": boxes.numpy(), "scores": scores.numpy(), "labels": labels.numpy()})
+    with pytest.raises(ValueError, match="traced at 120x160"):
+        traced.detect(image[:100])
+    with pytest.raises(ValueError, match="threshold fixed"):
+        traced.detect(image, score_threshold=0.5)
+
+
+# ---------------------------------------------------------------------------- numpy in and out
+
+
+@pytest.mark.parametrize(
+    "make_view",
+    [
+        lambda image: image[:, ::-1],  # negative stride
+        lambda image: image[::2, 1::3],  # steps
+        lambda image: np.asfortranarray(image),  # column-major
+        lambda image: np.ascontiguousarray(image.transpose(1, 0, 2)).transpose(1, 0, 2),  # transposed view
+    ],
+    ids=["flipped", "strided", "fortran", "transposed"],
+)
+def test_non_contiguous_input_is_copied(exact_detector, test_images, make_view):
+    view = make_view(test_images[0])
+    assert not view.flags.c_contiguous
+    before = view.copy()
+    assert_identical(exact_detector.detect(view), exact_detector.detect(np.ascontiguousarray(view)))
+    np.testing.assert_array_equal(view, before)
+
+
+def test_input_is_never_modified(detector, test_images):
+    image = test_images[3].copy()
+    image.flags.writeable = False  # read-only input is fine: C++ only reads it
+    detector.detect(image)
+    detector.detect_batch([image, image])
+    np.testing.assert_array_equal(image, test_images[3])
+
+
+def test_pil_image_and_path_like(detr_cpp, small_artefact, exact_detector, test_images):
+    image = test_images[2]
+    assert_identical(exact_detector.detect(Image.fromarray(image)), exact_detector.detect(image))
+    assert detr_cpp.Detector(str(small_artefact), optimize=False).model_path == str(small_artefact)
+
+
+def test_outputs_own_their_memory(detr_cpp, tiny_artefact, test_images):
+    local = detr_cpp.Detector(tiny_artefact, optimize=False)
+    found = local.detect(test_images[3])
+    copies = {key: value.copy() for key, value in found.items()}
+    assert found["boxes"].base is not None  # a view of C++ memory (the capsule), not a copy
+    del local
+    gc.collect()
+    for key in copies:
+        np.testing.assert_array_equal(found[key], copies[key])
+
+
+def test_metadata_and_class_names(detector, small_artefact, detr_cpp):
+    sidecar = json.loads(Path(small_artefact).with_suffix(".json").read_text())
+    assert detector.class_names == sidecar["class_names"]
+    for key in ("format", "format_version", "num_classes", "input", "preprocess", "score_threshold", "top_k"):
+        assert detector.metadata[key] == sidecar[key]
+    assert detector.max_side == sidecar["input"]["max_side"]
+    assert detector.score_threshold == sidecar["score_threshold"]
+    assert detector.backend == "torchscript" and detector.optimized
+    assert detr_cpp.read_metadata(small_artefact) == detector.metadata
+    assert "Detector" in repr(detector)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def _bad_images():
+    ok = np.zeros((20, 30, 3), np.uint8)
+    return [
+        ("float32", ok.astype(np.float32), ValueError, "dtype uint8.*float32"),
+        ("int64", ok.astype(np.int64), ValueError, "dtype uint8"),
+        ("bool", ok.astype(bool), ValueError, "dtype uint8"),
+        ("greyscale", ok[:, :, 0], ValueError, r"greyscale.*numpy.repeat"),
+        ("rgba", np.zeros((20, 30, 4), np.uint8), ValueError, r"4 channels \(RGBA\?\).*image\[:, :, :3\]"),
+        ("one channel", np.zeros((20, 30, 1), np.uint8), ValueError, "3 channels.*numpy.repeat"),
+        ("4-D", ok[None], ValueError, "3 dimensions"),
+        ("1-D", np.zeros(30, np.uint8), ValueError, "3 dimensions"),
+        ("empty", np.zeros((0, 30, 3), np.uint8), ValueError, "empty: 0x30"),
+        ("empty width", np.zeros((20, 0, 3), np.uint8), ValueError, "empty: 20x0"),
+        ("too large", np.zeros((8193, 1, 3), np.uint8), ValueError, "8193x1 exceeds the limit of 8192"),
+        ("not an array", "image.png", TypeError, "numpy uint8 array"),
+        ("None", None, TypeError, "numpy uint8 array"),
+    ]
+
+
+@pytest.mark.parametrize("name,image,error,message", _bad_images(), ids=[case[0] for case in _bad_images()])
+def test_bad_images_raise_clear_errors(detector, name, image, error, message):
+    with pytest.raises(error, match=message):
+        detector.detect(image)
+    if image is not None and not isinstance(image, str):
+        with pytest.raises(error, match=message):
+            detector.detect_batch([np.zeros((20, 30, 3), np.uint8), image])
+
+
+def test_bad_calls(detr_cpp, detector, small_artefact, test_images):
+    image = test_images[0]
+    for threshold in (-0.1, 1.0, float("nan"), math.inf):
+        with pytest.raises(ValueError, match="score_threshold must be in"):
+            detector.detect(image, score_threshold=threshold)
+    with pytest.raises(ValueError, match="at least one image"):
+        detector.detect_batch([])
+    with pytest.raises(TypeError, match="list of images"):
+        detector.detect_batch(image)
+    with pytest.raises(ValueError, match="images\\[1\\].*dtype"):
+        detector.detect_batch([image, image.astype(np.float32)])
+    with pytest.raises(ValueError, match="num_threads"):
+        detr_cpp.Detector(small_artefact, num_threads=0)
+    with pytest.raises(TypeError, match="num_threads"):
+        detr_cpp.Detector(small_artefact, num_threads="2")
+
+
+def _save_with_metadata(module, path, metadata):
+    torch.jit.save(module, str(path), _extra_files={"metadata.json": metadata})
+    return path
+
+
+class _WrongOutputs(torch.nn.Module):
+    def forward(self, image: torch.Tensor, score_threshold: Optional[float] = None):
+        return image.double()[:2, :4], image.float()[0, :2, 0], image.long()[0, :2, 0]
+
+
+class _WrongSignature(torch.nn.Module):
+    def forward(self, image: torch.Tensor, scale: int):
+        return image
+
+
+@pytest.fixture(scope="module")
+def bad_models(small_artefact, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad_models")
+    metadata = json.loads(Path(small_artefact).with_suffix(".json").read_text())
+    for key in ("sha256", "size_bytes", "file"):
+        metadata.pop(key)
+    scripted = torch.jit.load(str(small_artefact))
+
+    def variant(**changes):
+        return json.dumps(dict(metadata, **changes))
+
+    garbage = folder / "garbage.pt"
+    garbage.write_bytes(b"this is not a model\n" * 100)
+    empty = folder / "empty.pt"
+    empty.write_bytes(b"")
+    truncated = folder / "truncated.pt"
+    truncated.write_bytes(Path(small_artefact).read_bytes()[:100_000])
+    plain_zip = folder / "plain.zip"
+    with zipfile.ZipFile(plain_zip, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    state_dict = folder / "state_dict.pt"
+    torch.save({"weight": torch.zeros(3)}, state_dict)
+    no_metadata = folder / "no_metadata.pt"
+    torch.jit.save(scripted, str(no_metadata))
+    # a valid archive whose model files are gone: metadata passes, loading must fail cleanly
+    broken_code = folder / "broken_code.pt"
+    with zipfile.ZipFile(small_artefact) as source, zipfile.ZipFile(broken_code, "w") as target:
+        for item in source.infolist():
+            if "/code/" not in item.filename:
+                target.writestr(item, source.read(item.filename))
+    return {
+        "garbage": (garbage, ValueError, "not a TorchScript artefact"),
+        "empty": (empty, ValueError, "not a TorchScript artefact"),
+        "truncated": (truncated, ValueError, "not a TorchScript artefact"),
+        "plain zip": (plain_zip, ValueError, "not a TorchScript artefact|no metadata"),
+        "state dict": (state_dict, ValueError, "carries no metadata.json"),
+        "no metadata": (no_metadata, ValueError, "carries no metadata.json"),
+        "directory": (folder, ValueError, "not a regular file"),
+        "missing": (folder / "missing.pt", FileNotFoundError, "model file not found"),
+        "other format": (_save_with_metadata(scripted, folder / "format.pt", variant(format="onnx")),
+                         ValueError, "format 'onnx' v1.*reads 'detr_deploy.torchscript' v1"),
+        "future version": (_save_with_metadata(scripted, folder / "v2.pt", variant(format_version=2)),
+                           ValueError, "v2"),
+        "class count": (_save_with_metadata(scripted, folder / "classes.pt", variant(num_classes=7)),
+                        ValueError, "num_classes=7 but lists 6"),
+        "no max_side": (_save_with_metadata(scripted, folder / "max_side.pt", variant(input={"dtype": "uint8"})),
+                        ValueError, "'input.max_side'"),
+        "bad threshold": (_save_with_metadata(scripted, folder / "threshold.pt", variant(score_threshold=2)),
+                          ValueError, "score_threshold"),
+        "not json": (_save_with_metadata(scripted, folder / "json.pt", "{not json"), ValueError, "not valid JSON"),
+        "wrong signature": (_save_with_metadata(torch.jit.script(_WrongSignature()), folder / "sig.pt", variant()),
+                            ValueError, "signature"),
+        "broken code": (broken_code, ValueError, "could not be loaded as TorchScript"),
+    }
+
+
+@pytest.mark.parametrize("case", ["garbage", "empty", "truncated", "plain zip", "state dict", "no metadata",
+                                  "directory", "missing", "other format", "future version", "class count",
+                                  "no max_side", "bad threshold", "not json", "wrong signature", "broken code"])
+def test_bad_model_files_raise_clear_errors(detr_cpp, bad_models, case):
+    path, error, message = bad_models[case]
+    with pytest.raises(error, match=message):
+        detr_cpp.Detector(path)
+    with pytest.raises(error, match=message):
+        detr_cpp.Detector(path, optimize=False)
+
+
+def test_wrong_model_outputs_raise_instead_of_returning_garbage(detr_cpp, small_artefact, tmp_path):
+    metadata = json.loads(Path(small_artefact).with_suffix(".json").read_text())
+    path = _save_with_metadata(torch.jit.script(_WrongOutputs()), tmp_path / "outputs.pt", json.dumps(metadata))
+    with pytest.raises(RuntimeError, match="returned boxes Double"):
+        detr_cpp.Detector(path, optimize=False).detect(np.zeros((8, 8, 3), np.uint8))
+
+
+# ---------------------------------------------------------------------------- threads, GIL, memory
+
+
+def test_threads_share_one_detector(detector, test_images):
+    serial = [detector.detect(image) for image in test_images]
+    results = {}
+    errors = []
+
+    def work(worker):
+        try:
+            for round_ in range(2):
+                for index in range(len(test_images)):
+                    position = (index + worker) % len(test_images)  # threads hit different sizes at once
+                    results[worker, round_, position] = detector.detect(test_images[position])
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(results) == 4 * 2 * len(test_images)
+    for (_, _, position), found in results.items():
+        assert_identical(found, serial[position])
+
+
+def test_gil_is_released_during_detect(detr_cpp, small_artefact, test_images):
+    """A Python thread keeps running while C++ detects: no gap in its heartbeat as long as
+    the call. (With the GIL held, the heartbeat would stop for the whole call.)"""
+    threads = torch.get_num_threads()
+    try:
+        local = detr_cpp.Detector(small_artefact, num_threads=1)  # process-wide: restored below
+        _check_heartbeat(local, [test_images[0]] * 4)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_heartbeat(local, images):
+    local.detect_batch(images)  # warm up the graph executor
+    beats = []
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.is_set():
+            beats.append(time.perf_counter())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=heartbeat)
+    thread.start()
+    time.sleep(0.05)
+    start = time.perf_counter()
+    local.detect_batch(images)
+    end = time.perf_counter()
+    stop.set()
+    thread.join()
+    during = [beat for beat in beats if start <= beat <= end]
+    longest_gap = max(np.diff([start] + during + [end]))
+    assert end - start > 0.05, "call too short to tell"
+    assert longest_gap < 0.5 * (end - start), f"heartbeat stopped for {longest_gap:.3f} s of a {end - start:.3f} s call"
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_memory_stays_flat(detr_cpp, tiny_artefact):
+    local = detr_cpp.Detector(tiny_artefact)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for _ in range(20):  # warm-up: graph executor specialisation, allocator caches
+        local.detect(image)
+    gc.collect()
+    before = _rss_bytes()
+    for index in range(200):
+        found = local.detect(image if index % 2 else image[:, ::-1])
+        assert found["boxes"].shape[1] == 4
+    gc.collect()
+    growth = _rss_bytes() - before
+    print(f"RSS growth over 200 calls: {growth / 1e6:.2f} MB")
+    assert growth < 20e6, f"resident memory grew by {growth / 1e6:.1f} MB over 200 calls"
+
+
+# ---------------------------------------------------------------------------- Python without torch
+
+NO_TORCH_SCRIPT = """
+import importlib.abc, importlib.util, json, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this interpreter")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+import numpy as np
+
+module_path, model_path, images_path, out_path, threads = sys.argv[1:6]
+spec = importlib.util.spec_from_file_location("detr_cpp", module_path)
+detr_cpp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(detr_cpp)
+images = np.load(images_path)
+results = {}
+for optimize in (False, True):
+    detector = detr_cpp.Detector(model_path, optimize=optimize, num_threads=int(threads))
+    for index in range(len(images.files)):
+        found = detector.detect(images[f"arr_{index}"])
+        for key, value in found.items():
+            results[f"{optimize}_{index}_{key}"] = value
+np.savez(out_path, **results)
+try:
+    import torch
+    blocked = False
+except ImportError:
+    blocked = True
+print(json.dumps({"torch_in_sys_modules": "torch" in sys.modules, "import_torch_blocked": blocked,
+                  "modules": sorted(m for m in sys.modules if m.startswith("torch"))}))
+"""
+
+
+def test_module_works_without_torch(detr_cpp, small_artefact, python_module, test_images, tmp_path):
+    np.savez(tmp_path / "images.npz", *test_images)
+    script = tmp_path / "no_torch.py"
+    script.write_text(NO_TORCH_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), detr_cpp.__file__, str(small_artefact), str(tmp_path / "images.npz"),
+         str(tmp_path / "out.npz"), str(torch.get_num_threads())],  # same threads: same float sums
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"torch_in_sys_modules": False, "import_torch_blocked": True, "modules": []}
+    out = np.load(tmp_path / "out.npz")
+    for index, image in enumerate(test_images):
+        expected = python_detect(python_module, image)
+        exact = {key: out[f"False_{index}_{key}"] for key in ("boxes", "scores", "labels")}
+        optimized = {key: out[f"True_{index}_{key}"] for key in ("boxes", "scores", "labels")}
+        assert_identical(exact, expected)
+        match_detections(optimized, expected)
+
+
+# ---------------------------------------------------------------------------- the CMake program
+
+
+@pytest.fixture(scope="session")
+def detr_cli():
+    check = subprocess.run([str(REPO_ROOT / "scripts" / "install_system_deps.sh"), "--check"], capture_output=True)
+    if check.returncode != 0:
+        pytest.skip("system packages for the CMake program are missing: run scripts/install_system_deps.sh")
+    return cpp_build.build_cli()
+
+
+def test_cli_json_matches_module(detr_cli, detector, exact_detector, small_artefact, test_images, tmp_path):
+    for index, image in enumerate(test_images[:2]):  # landscape and portrait
+        path = tmp_path / f"image_{index}.png"  # PNG: lossless, both decoders see the same pixels
+        Image.fromarray(image).save(path)
+        for extra, module_detector in (([], detector), (["--no-optimize"], exact_detector)):
+            result = subprocess.run([str(detr_cli), str(small_artefact), str(path), *extra],
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, result.stderr
+            output = json.loads(result.stdout)
+            assert (output["height"], output["width"]) == image.shape[:2]
+            assert output["optimized"] == (not extra)
+            detections = output["detections"]
+            found = {
+                "boxes": np.array([d["box"] for d in detections], np.float32).reshape(-1, 4),
+                "scores": np.array([d["score"] for d in detections], np.float32),
+                "labels": np.array([d["label"] for d in detections], np.int64),
+            }
+            names = module_detector.class_names
+            assert [d["class_name"] for d in detections] == [names[d["label"]] for d in detections]
+            # %.9g round-trips float32: same library, same graph -> the same numbers
+            assert_identical(found, module_detector.detect(image))
+
+
+def test_cli_threshold_and_errors(detr_cli, exact_detector, small_artefact, test_images, tmp_path):
+    path = tmp_path / "image.png"
+    Image.fromarray(test_images[0]).save(path)
+    threshold = float(np.median(exact_detector.detect(test_images[0])["scores"]))
+    result = subprocess.run([str(detr_cli), str(small_artefact), str(path), "--threshold", repr(threshold),
+                             "--no-optimize", "--threads", "1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    scores = [d["score"] for d in json.loads(result.stdout)["detections"]]
+    assert len(scores) == len(exact_detector.detect(test_images[0], score_threshold=threshold)["scores"])
+    assert min(scores) > threshold
+
+    def run(*args):
+        return subprocess.run([str(detr_cli), *map(str, args)], capture_output=True, text=True, timeout=600)
+
+    cases = [
+        (run(tmp_path / "missing.pt", path), 1, "model file not found"),
+        (run(small_artefact, tmp_path / "missing.png"), 1, "could not read image"),
+        (run(path, path), 1, "not a TorchScript artefact"),
+        (run(small_artefact, path, "--threshold", "1.5"), 1, "score_threshold must be in"),
+        (run(small_artefact), 2, "expected MODEL and IMAGE"),
+        (run(small_artefact, path, "--threshold", "abc"), 2, "needs a number"),
+        (run(small_artefact, path, "--frobnicate"), 2, "unknown option"),
+    ]
+    for result, code, message in cases:
+        assert result.returncode == code, (result.args, result.stderr)
+        assert message in result.stderr and result.stdout == ""
