@@ -7,16 +7,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+RUNTIMES_STAMP := $(VENV)/.installed-runtimes
+# Chapters in reading order: 01_, 02_, 02b_, 03_, ... (sort puts "02_" before "02b_")
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb notebooks/[0-9][0-9][a-z]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: setup system-deps build run test clean help
+.PHONY: setup setup-runtimes system-deps build runtime model-repository run test clean help
 
 help:
 	@echo "make run    - set up, then execute every notebook in order (outputs written back)"
 	@echo "make test   - set up, then run pytest and nbval over every notebook"
 	@echo "make setup  - create $(VENV) and install requirements.txt + this package (editable)"
 	@echo "make build  - build the cppimport module and the CMake program (cached)"
+	@echo "make setup-runtimes - also install the optional ONNX Runtime / OpenVINO extras"
+	@echo "make runtime          - assemble the slim runtime folder build/runtime (module + libtorch libs + demo model)"
+	@echo "make model-repository - write the Triton model repository for the demo model to build/model_repository"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,20 +32,34 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
+# Optional baselines (ONNX Runtime, OpenVINO): the core install does not need them; the
+# chapters and tests that compare runtimes do, so `run` and `test` install them.
+$(RUNTIMES_STAMP): $(STAMP) $(wildcard requirements-runtimes.txt)
+	@if [ -f requirements-runtimes.txt ]; then $(PY) -m pip install --quiet -r requirements-runtimes.txt; fi
+	@touch $(RUNTIMES_STAMP)
+
+setup-runtimes: $(RUNTIMES_STAMP)
+
 system-deps:
 	@bash scripts/install_system_deps.sh
 
 build: setup system-deps
 	$(PY) -m detr_deploy.cpp_build
 
-run: build
+runtime: build
+	$(PY) -m detr_deploy.runtime --out build/runtime --model data/models/demo.pt
+
+model-repository: setup
+	$(PY) -m detr_deploy.model_repository --out build/model_repository --model data/models/demo.pt
+
+run: build setup-runtimes
 	@for notebook in $(NOTEBOOKS); do \
 		echo "== executing $$notebook"; \
 		$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=3600 "$$notebook" || exit 1; \
 	done
 
-test: build
+test: build setup-runtimes
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS)
 
 clean:
