@@ -87,16 +87,35 @@ class DetectionPipeline(nn.Module):
             )
 
     def resized_size(self, height: int, width: int) -> Tuple[int, int]:
-        """Size after resizing: shorter side ``min_size`` unless the longer would pass ``max_size``."""
-        short_side = float(min(height, width))
-        long_side = float(max(height, width))
-        size = float(self.min_size)
-        if long_side / short_side * size > self.max_size:
-            size = float(round(self.max_size * short_side / long_side))
-        size = max(size, 1.0)
-        if width < height:
-            return int(size * height / width), int(size)
-        return int(size), int(size * width / height)
+        """Size after resizing: shorter side ``min_size`` unless the longer would pass ``max_size``.
+
+        Rounds half up (``floor(x + 0.5)``) in both branches below, so that TorchScript,
+        eager and ``torch.export`` compute the same size for every input.
+        """
+        if torch.jit.is_scripting():
+            short_side = float(min(height, width))
+            long_side = float(max(height, width))
+            size = float(self.min_size)
+            if long_side / short_side * size > self.max_size:
+                size = float(int(self.max_size * short_side / long_side + 0.5))
+            size = max(size, 1.0)
+            if width < height:
+                return int(size * height / width), int(size)
+            return int(size), int(size * width / height)
+        return self._resized_size_symbolic(height, width)
+
+    @torch.jit.unused
+    def _resized_size_symbolic(self, height: int, width: int) -> Tuple[int, int]:
+        """The same arithmetic without Python branches on the image size, for eager and
+        ``torch.export``: with dynamic height/width every ``if`` on them would become a guard
+        (and specialise the export), so min/max/round go through ``torch.sym_*``. Equal to the
+        scripted branch because min(min_size, round(max_size * short / long)) picks min_size
+        exactly when the longer side stays within max_size, and size * side / short is exact."""
+        short_side = torch.sym_float(torch.sym_min(height, width))
+        long_side = torch.sym_float(torch.sym_max(height, width))
+        limited = torch.sym_int(self.max_size * short_side / long_side + 0.5)  # round half up (> 0)
+        size = torch.sym_float(torch.sym_max(torch.sym_min(self.min_size, limited), 1))
+        return torch.sym_int(size * height / short_side), torch.sym_int(size * width / short_side)
 
     def preprocess(self, image: Tensor) -> Tensor:
         """uint8 [H, W, 3] -> normalised float [3, h, w] at the model's input size."""
