@@ -12,7 +12,7 @@ RUNTIMES_STAMP := $(VENV)/.installed-runtimes
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb notebooks/[0-9][0-9][a-z]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: setup setup-runtimes system-deps build runtime model-repository run test clean help
+.PHONY: setup setup-runtimes system-deps build runtime model-repository run test benchmark readme clean help
 
 help:
 	@echo "make run    - set up, then execute every notebook in order (outputs written back)"
@@ -51,6 +51,14 @@ runtime: build
 
 model-repository: setup
 	$(PY) -m detr_deploy.model_repository --out build/model_repository --model data/models/demo.pt
+
+# The full measurement of chapter 04 (about 15 minutes on 2 cores); writes data/benchmarks/.
+benchmark: build setup-runtimes
+	$(PY) -m detr_deploy.benchmark --out data/benchmarks
+
+# The README's headline numbers, from data/benchmarks/ (tests check they match).
+readme: setup
+	$(PY) -m detr_deploy.readme
 
 run: build setup-runtimes
 	@for notebook in $(NOTEBOOKS); do \

@@ -1,9 +1,8 @@
 // Internal: the interface between the Detector and the engine that runs the model.
 //
-// Today there is one backend, TorchScript (detr_core.cpp). The artefact's metadata
-// "format" picks the backend in make_backend(), so a later chapter can add an AOTInductor
-// (.pt2) backend as one more class and one more line there, without touching the
-// Detector, the Python module or the CLI.
+// Two backends, both in detr_core.cpp: TorchScript (.pt, torch::jit) and AOTInductor
+// (.pt2, torch::inductor::AOTIModelPackageLoader). The artefact's metadata "format" picks
+// one in make_backend(); the Detector, the Python module and the CLI do not know which.
 #pragma once
 
 #include <memory>

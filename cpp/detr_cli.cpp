@@ -1,6 +1,6 @@
 // detr_cli: run an exported DETR artefact on one image file and print the detections as JSON.
 //
-//   detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--repeat R]
+//   detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--repeat R] [--warmup W]
 //
 // Uses the same core as the Python module (detr_core), OpenCV only to decode the image.
 // Exit status: 0 ok, 1 error (message on stderr), 2 bad arguments.
@@ -22,13 +22,15 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--repeat R]\n"
-    "  MODEL          artefact (.pt) exported by python -m detr_deploy.export\n"
+    "usage: detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--repeat R] [--warmup W]\n"
+    "  MODEL          artefact (.pt) exported by python -m detr_deploy.export, or an AOTInductor\n"
+    "                 package (.pt2) from python -m detr_deploy.alternatives aoti\n"
     "  IMAGE          image file (any format OpenCV reads; alpha is dropped, greyscale expanded)\n"
     "  --threshold T  score threshold in [0, 1) (default: the artefact's)\n"
     "  --threads N    torch intra-op threads (default: torch's)\n"
     "  --no-optimize  run the saved graph as is (no freeze/optimize_for_inference)\n"
-    "  --repeat R     run R times and report the median time (default 1)\n";
+    "  --repeat R     run R times and report the median time and every run's time (default 1)\n"
+    "  --warmup W     run W untimed times first (default 0)\n";
 
 struct Arguments {
   std::string model;
@@ -37,6 +39,7 @@ struct Arguments {
   int threads = 0;
   bool optimize = true;
   int repeat = 1;
+  int warmup = 0;
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -73,6 +76,10 @@ Arguments parse_arguments(int argc, char** argv) {
       double repeat = parse_number(arg, value());
       if (repeat < 1 || repeat != static_cast<int>(repeat)) usage_error("--repeat needs a positive integer");
       args.repeat = static_cast<int>(repeat);
+    } else if (arg == "--warmup") {
+      double warmup = parse_number(arg, value());
+      if (warmup < 0 || warmup != static_cast<int>(warmup)) usage_error("--warmup needs an integer >= 0");
+      args.warmup = static_cast<int>(warmup);
     } else if (arg == "--no-optimize") {
       args.optimize = false;
     } else if (arg.size() > 1 && arg[0] == '-') {
@@ -88,7 +95,8 @@ Arguments parse_arguments(int argc, char** argv) {
 }
 
 std::string to_json(const Arguments& args, const detr::Detector& detector, const cv::Mat& rgb,
-                    const detr::Detections& found, double threshold, double milliseconds) {
+                    const detr::Detections& found, double threshold, double milliseconds,
+                    const std::vector<double>& run_times) {
   const auto& names = detector.metadata().class_names;
   std::string out = "{\n";
   out += "  \"model\": " + detr::json::quote(args.model) + ",\n";
@@ -99,6 +107,9 @@ std::string to_json(const Arguments& args, const detr::Detector& detector, const
   out += std::string("  \"optimized\": ") + (detector.optimized() ? "true" : "false") + ",\n";
   out += "  \"score_threshold\": " + detr::json::number(threshold) + ",\n";
   out += "  \"inference_ms\": " + detr::json::number(milliseconds) + ",\n";
+  out += "  \"run_ms\": [";
+  for (std::size_t i = 0; i < run_times.size(); ++i) out += (i ? ", " : "") + detr::json::number(run_times[i]);
+  out += "],\n";
   out += "  \"detections\": [";
   for (std::size_t i = 0; i < found.size(); ++i) {
     const std::int64_t label = found.labels[i];
@@ -138,13 +149,15 @@ int main(int argc, char** argv) {
     const detr::ImageView view{rgb.ptr<std::uint8_t>(), rgb.rows, rgb.cols};
     detr::Detections found;
     std::vector<double> times;
+    for (int run = 0; run < args.warmup; ++run) detector.detect(view, threshold);
     for (int run = 0; run < args.repeat; ++run) {
       const auto start = std::chrono::steady_clock::now();
       found = detector.detect(view, threshold);
       times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     }
-    std::sort(times.begin(), times.end());
-    std::cout << to_json(args, detector, rgb, found, threshold, times[times.size() / 2]);
+    std::vector<double> sorted_times = times;
+    std::sort(sorted_times.begin(), sorted_times.end());
+    std::cout << to_json(args, detector, rgb, found, threshold, sorted_times[sorted_times.size() / 2], times);
     return 0;
   } catch (const detr::Error& error) {
     std::cerr << "detr_cli: " << error.what() << "\n";

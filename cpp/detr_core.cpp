@@ -7,9 +7,11 @@
 
 #include <ATen/Parallel.h>
 #include <caffe2/serialize/inline_container.h>  // PyTorchStreamReader: read one file of the archive
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>  // AOTInductor .pt2 (in libtorch_cpu)
 #include <torch/script.h>                       // TorchScript load/run; NOT <torch/extension.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -22,7 +24,11 @@ namespace {
 
 constexpr const char* kTorchScriptFormat = "detr_deploy.torchscript";
 constexpr int kTorchScriptFormatVersion = 1;
-constexpr const char* kMetadataRecord = "extra/metadata.json";  // torch.jit.save(_extra_files=...)
+constexpr const char* kAotiFormat = "detr_deploy.aotinductor";
+constexpr int kAotiFormatVersion = 1;
+// torch.jit.save(_extra_files=...) and torch.export's package_pt2(extra_files=...) both
+// store extra files under extra/ of a PyTorch zip archive: one reader serves both formats.
+constexpr const char* kMetadataRecord = "extra/metadata.json";
 
 // torch's messages carry a C++ backtrace (c10::Error) or a TorchScript traceback
 // (JITException); keep the line that says what went wrong.
@@ -106,10 +112,13 @@ Metadata parse_metadata(const std::string& text, const std::string& path) {
   metadata.json = text;
   metadata.format = read.string("format");
   metadata.format_version = static_cast<int>(read.integer("format_version", 0));
-  if (metadata.format != kTorchScriptFormat || metadata.format_version != kTorchScriptFormatVersion) {
+  const bool known = (metadata.format == kTorchScriptFormat && metadata.format_version == kTorchScriptFormatVersion) ||
+                     (metadata.format == kAotiFormat && metadata.format_version == kAotiFormatVersion);
+  if (!known) {
     throw InvalidModel(path + " has format '" + metadata.format + "' v" + std::to_string(metadata.format_version) +
                        "; this build of detr_core reads '" + kTorchScriptFormat + "' v" +
-                       std::to_string(kTorchScriptFormatVersion));
+                       std::to_string(kTorchScriptFormatVersion) + " and '" + kAotiFormat + "' v" +
+                       std::to_string(kAotiFormatVersion));
   }
   metadata.export_method = read.string("export_method");
   const json::Value& names = read.get("class_names", "a list of strings");
@@ -124,6 +133,14 @@ Metadata parse_metadata(const std::string& text, const std::string& path) {
                        std::to_string(metadata.class_names.size()) + " class_names");
   }
   metadata.max_side = read.integer("input.max_side", 1);
+  // torch.export's dynamic sizes have a lower bound (2: sizes 0 and 1 are specialised)
+  if (const json::Value* input = root.find("input"); input != nullptr && input->find("min_side") != nullptr) {
+    metadata.min_side = read.integer("input.min_side", 1);
+    if (metadata.min_side > metadata.max_side) read.fail("input.min_side", "<= input.max_side");
+  }
+  if (const json::Value* input = root.find("input"); input != nullptr && input->find("min_resized_side") != nullptr) {
+    metadata.min_resized_side = read.integer("input.min_resized_side", 1);
+  }
   metadata.score_threshold = read.number("score_threshold");
   if (!(metadata.score_threshold >= 0.0 && metadata.score_threshold < 1.0)) {
     read.fail("score_threshold", "in [0, 1)");
@@ -145,6 +162,19 @@ Metadata parse_metadata(const std::string& text, const std::string& path) {
   return metadata;
 }
 
+// Artefacts exported at one input size (traced, or torch.export without dynamic sizes).
+void check_fixed_size(const ImageView& image, const Metadata& metadata) {
+  if (!metadata.traced_input_size) return;
+  const auto [height, width] = *metadata.traced_input_size;
+  if (image.height != height || image.width != width) {
+    const char* how = metadata.export_method == "trace" ? "traced" : "exported";
+    throw InvalidInput("this artefact was " + std::string(how) + " at " + std::to_string(height) + "x" +
+                       std::to_string(width) + " and only accepts images of that size, got " +
+                       std::to_string(image.height) + "x" + std::to_string(image.width) +
+                       "; export with method='script' (or dynamic sizes) for any size");
+  }
+}
+
 // ---- the TorchScript backend ---------------------------------------------------------
 
 // <notebook:from_blob>
@@ -160,6 +190,8 @@ at::Tensor borrow_pixels(const ImageView& image) {
 }
 // </notebook:from_blob>
 
+Detections to_detections(at::Tensor boxes, at::Tensor scores, at::Tensor labels);
+
 // <notebook:outputs>
 // (boxes [N, 4] float32, scores [N] float32, labels [N] int64) -> plain vectors. Every
 // dtype and shape is checked first, and the byte count comes from numel() of a tensor of
@@ -173,9 +205,13 @@ Detections to_detections(const c10::IValue& value) {
   for (const auto& element : elements) {
     if (!element.isTensor()) throw InferenceError("the model returned a tuple holding " + std::string(element.tagKind()));
   }
-  at::Tensor boxes = elements[0].toTensor().contiguous();
-  at::Tensor scores = elements[1].toTensor().contiguous();
-  at::Tensor labels = elements[2].toTensor().contiguous();
+  return to_detections(elements[0].toTensor(), elements[1].toTensor(), elements[2].toTensor());
+}
+
+Detections to_detections(at::Tensor boxes, at::Tensor scores, at::Tensor labels) {
+  boxes = boxes.contiguous();
+  scores = scores.contiguous();
+  labels = labels.contiguous();
   const bool ok = boxes.scalar_type() == at::kFloat && boxes.dim() == 2 && boxes.size(1) == 4 &&
                   scores.scalar_type() == at::kFloat && scores.dim() == 1 && scores.size(0) == boxes.size(0) &&
                   labels.scalar_type() == at::kLong && labels.dim() == 1 && labels.size(0) == boxes.size(0) &&
@@ -298,14 +334,7 @@ class TorchScriptBackend final : public Backend {
   }
 
   void check_call(const ImageView& image, double score_threshold) const {
-    if (metadata_.traced_input_size) {
-      const auto [height, width] = *metadata_.traced_input_size;
-      if (image.height != height || image.width != width) {
-        throw InvalidInput("this artefact was traced at " + std::to_string(height) + "x" + std::to_string(width) +
-                           " and only accepts images of that size, got " + std::to_string(image.height) + "x" +
-                           std::to_string(image.width) + "; export with method='script' for any size");
-      }
-    }
+    check_fixed_size(image, metadata_);
     if (!takes_threshold_ && score_threshold != metadata_.score_threshold) {
       throw InvalidInput("this artefact's forward() has its score threshold fixed at " +
                          std::to_string(metadata_.score_threshold) + "; export with method='script' to choose it per call");
@@ -319,6 +348,90 @@ class TorchScriptBackend final : public Backend {
   std::optional<torch::jit::Method> forward_;
   std::optional<torch::jit::Method> forward_batch_;
 };
+
+
+// ---- the AOTInductor backend ---------------------------------------------------------
+
+// <notebook:aoti>
+// A .pt2 package made by detr_deploy.alternatives.export_aoti: torch.export's graph of the
+// same pipeline, compiled ahead of time by Inductor into a shared library inside the zip.
+// forward(image uint8 [H, W, 3], score_threshold float32 []) -> (boxes, scores, labels).
+class AotiBackend final : public Backend {
+ public:
+  AotiBackend(const std::string& path, const Metadata& metadata, const Options& /*options*/) : metadata_(metadata) {
+    try {
+      // Unzips to a temporary folder and dlopens the compiled model. One runner: calls from
+      // several threads take turns on it (the container hands out runners under a mutex).
+      loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
+    } catch (const std::exception& error) {
+      throw InvalidModel(path + " could not be loaded as an AOTInductor package: " + summarise(error));
+    }
+    std::vector<std::string> spec;
+    try {
+      spec = loader_->get_call_spec();  // the pytree specs of inputs and outputs
+    } catch (const std::exception& error) {
+      throw InvalidModel(path + ": the AOTInductor package has no call spec: " + summarise(error));
+    }
+    if (spec.size() != 2) throw InvalidModel(path + ": unexpected AOTInductor call spec");
+  }
+
+  std::string name() const override { return "aotinductor"; }
+  bool optimized() const override { return true; }  // compiled ahead of time; nothing to choose
+
+  Detections run(const ImageView& image, double score_threshold) const override {
+    check_fixed_size(image, metadata_);
+    c10::InferenceMode inference_mode;
+    // The threshold is a 0-d float32 tensor input (torch.export would bake a Python float in
+    // as a constant); float32, as the TorchScript graph compares float32 scores with it.
+    std::vector<at::Tensor> inputs{borrow_pixels(image),
+                                   torch::scalar_tensor(score_threshold, torch::TensorOptions().dtype(torch::kFloat))};
+    std::vector<at::Tensor> outputs;
+    try {
+      outputs = loader_->run(inputs);
+    } catch (const std::exception& error) {
+      throw InferenceError("the model failed: " + summarise(error));
+    }
+    if (outputs.size() != 3) {
+      throw InferenceError("the model returned " + std::to_string(outputs.size()) +
+                           " tensors, expected 3 (boxes, scores, labels)");
+    }
+    return to_detections(outputs[0], outputs[1], outputs[2]);
+  }
+  // </notebook:aoti>
+
+  // The export has one image per call; a batch is a loop (padding + mask would need a
+  // second exported graph).
+  std::vector<Detections> run_batch(const std::vector<ImageView>& images, double score_threshold) const override {
+    std::vector<Detections> results;
+    results.reserve(images.size());
+    for (const ImageView& image : images) results.push_back(run(image, score_threshold));
+    return results;
+  }
+
+ private:
+  Metadata metadata_;
+  // run() is not const in the loader's API but is safe to call concurrently (see above).
+  mutable std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+};
+
+// DetectionPipeline.resized_size's shorter side, in the same integer arithmetic.
+std::int64_t resized_short_side(const ImageView& image, const Metadata& metadata) {
+  const std::int64_t short_side = std::min(image.height, image.width);
+  const std::int64_t long_side = std::max(image.height, image.width);
+  const std::int64_t rounded = (2 * metadata.max_size * short_side + long_side) / (2 * long_side);
+  return std::max<std::int64_t>(std::min(metadata.min_size, rounded), 1);
+}
+
+void check_resized(const ImageView& image, const Metadata& metadata) {
+  if (metadata.min_resized_side <= 1) return;
+  const std::int64_t resized = resized_short_side(image, metadata);
+  if (resized < metadata.min_resized_side) {
+    throw InvalidInput("image " + std::to_string(image.height) + "x" + std::to_string(image.width) +
+                       " is too elongated for this export: its shorter side would be resized to " +
+                       std::to_string(resized) + " px, below the " + std::to_string(metadata.min_resized_side) +
+                       " px its graph assumes (input.min_resized_side); pad it towards a squarer shape");
+  }
+}
 
 double resolve_threshold(std::optional<double> requested, const Metadata& metadata) {
   double threshold = requested.value_or(metadata.score_threshold);
@@ -334,6 +447,7 @@ double resolve_threshold(std::optional<double> requested, const Metadata& metada
 
 std::unique_ptr<Backend> make_backend(const std::string& model_path, const Metadata& metadata, const Options& options) {
   if (metadata.format == kTorchScriptFormat) return std::make_unique<TorchScriptBackend>(model_path, metadata, options);
+  if (metadata.format == kAotiFormat) return std::make_unique<AotiBackend>(model_path, metadata, options);
   throw InvalidModel(model_path + ": no backend for format '" + metadata.format + "'");
 }
 
@@ -359,22 +473,28 @@ Metadata read_metadata(const std::string& model_path) {
     // torch's message goes on to guess at causes ("...likely corrupted..."): keep the facts.
     std::string reason = summarise(error);
     reason = reason.substr(0, reason.find(". "));
-    throw InvalidModel(model_path + " is not a TorchScript artefact (not a PyTorch zip archive: " + reason + ")");
+    throw InvalidModel(model_path + " is not a TorchScript artefact or AOTInductor package (not a PyTorch zip archive: " +
+                       reason + ")");
   }
   if (!found) {
     throw InvalidModel(model_path + " carries no metadata.json: not an artefact exported by detr_deploy "
-                       "(python -m detr_deploy.export)");
+                       "(python -m detr_deploy.export, or detr_deploy.alternatives for .pt2)");
   }
   return parse_metadata(text, model_path);
 }
 
-void validate_image(const ImageView& image, std::int64_t max_side) {
+void validate_image(const ImageView& image, std::int64_t max_side, std::int64_t min_side) {
   if (image.height <= 0 || image.width <= 0) {
     throw InvalidInput("image is empty: " + std::to_string(image.height) + "x" + std::to_string(image.width));
   }
   if (image.height > max_side || image.width > max_side) {
     throw InvalidInput("image " + std::to_string(image.height) + "x" + std::to_string(image.width) +
                        " exceeds the limit of " + std::to_string(max_side) + " pixels per side (the artefact's input.max_side)");
+  }
+  if (image.height < min_side || image.width < min_side) {
+    throw InvalidInput("image " + std::to_string(image.height) + "x" + std::to_string(image.width) +
+                       " is below this artefact's minimum of " + std::to_string(min_side) +
+                       " pixels per side (input.min_side: torch.export's dynamic-size range)");
   }
   if (image.data == nullptr) throw InvalidInput("image data is a null pointer");
 }
@@ -399,7 +519,8 @@ Detector& Detector::operator=(Detector&&) noexcept = default;
 
 Detections Detector::detect(const ImageView& image, std::optional<double> score_threshold) const {
   double threshold = resolve_threshold(score_threshold, impl_->metadata);
-  validate_image(image, impl_->metadata.max_side);
+  validate_image(image, impl_->metadata.max_side, impl_->metadata.min_side);
+  check_resized(image, impl_->metadata);
   return impl_->backend->run(image, threshold);
 }
 
@@ -409,7 +530,8 @@ std::vector<Detections> Detector::detect_batch(const std::vector<ImageView>& ima
   if (images.empty()) throw InvalidInput("detect_batch needs at least one image");
   for (std::size_t index = 0; index < images.size(); ++index) {
     try {
-      validate_image(images[index], impl_->metadata.max_side);
+      validate_image(images[index], impl_->metadata.max_side, impl_->metadata.min_side);
+      check_resized(images[index], impl_->metadata);
     } catch (const InvalidInput& error) {
       throw InvalidInput("image " + std::to_string(index) + ": " + error.what());
     }

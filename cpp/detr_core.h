@@ -66,11 +66,15 @@ struct Detections {
 
 // What the artefact says about itself (its embedded metadata.json, checked on load).
 struct Metadata {
-  std::string format;           // "detr_deploy.torchscript"
+  std::string format;           // "detr_deploy.torchscript" (.pt) or "detr_deploy.aotinductor" (.pt2)
   int format_version = 0;       // 1
-  std::string export_method;    // "script" or "trace"
+  std::string export_method;    // "script", "trace" or "torch.export"
   std::vector<std::string> class_names;
   std::int64_t max_side = 0;    // largest accepted image side, in pixels
+  std::int64_t min_side = 1;    // smallest (input.min_side; torch.export's dynamic range starts at 2)
+  // torch.export: the smallest shorter side after resizing for which the graph is valid
+  // (its guards assume no feature map side of 1); refuses very elongated images. 1 = no limit.
+  std::int64_t min_resized_side = 1;
   double score_threshold = 0;   // default threshold baked into the artefact
   std::int64_t top_k = 0;       // 0 = keep all
   std::int64_t min_size = 0;    // model input: shorter side resized to this ...
@@ -84,6 +88,7 @@ struct Options {
   // > 0: torch's intra-op thread count. Process-wide (it is a global of libtorch), so
   // the last Detector created with a value wins. 0: leave torch's default.
   int num_threads = 0;
+  // TorchScript only (an AOTInductor package is compiled already).
   // true: freeze the module and run optimize_for_inference after loading (faster; numbers
   // differ from the unoptimised graph by ~1e-5). false: run exactly the saved graph, as
   // torch.jit.load does in Python, for exact comparisons.
@@ -113,7 +118,7 @@ class Detector {
 
   const Metadata& metadata() const;
   const std::string& model_path() const;
-  std::string backend_name() const;  // "torchscript" (a later chapter adds "aoti")
+  std::string backend_name() const;  // "torchscript" or "aotinductor" (from metadata.format)
   bool optimized() const;
 
  private:
@@ -125,8 +130,8 @@ class Detector {
 // Reads and checks an artefact's metadata without loading the model.
 Metadata read_metadata(const std::string& model_path);
 
-// Checks an image against the limits (empty, null data, larger than max_side).
-void validate_image(const ImageView& image, std::int64_t max_side);
+// Checks an image against the limits (empty, null data, a side outside [min_side, max_side]).
+void validate_image(const ImageView& image, std::int64_t max_side, std::int64_t min_side = 1);
 
 // libtorch this library was compiled against ("2.14.1"), and its intra-op thread count.
 std::string libtorch_version();

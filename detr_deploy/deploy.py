@@ -89,33 +89,34 @@ class DetectionPipeline(nn.Module):
     def resized_size(self, height: int, width: int) -> Tuple[int, int]:
         """Size after resizing: shorter side ``min_size`` unless the longer would pass ``max_size``.
 
-        Rounds half up (``floor(x + 0.5)``) in both branches below, so that TorchScript,
-        eager and ``torch.export`` compute the same size for every input.
+        Integer arithmetic only: ``(2 * a + b) // (2 * b)`` is ``a / b`` rounded half up and
+        ``a // b`` is ``int(a / b)``, exactly, without float rounding; so TorchScript, eager and
+        ``torch.export`` agree on every size, and the exported graph's shapes stay integer
+        expressions (float ones made AOTInductor's compile many times slower).
         """
         if torch.jit.is_scripting():
-            short_side = float(min(height, width))
-            long_side = float(max(height, width))
-            size = float(self.min_size)
-            if long_side / short_side * size > self.max_size:
-                size = float(int(self.max_size * short_side / long_side + 0.5))
-            size = max(size, 1.0)
-            if width < height:
-                return int(size * height / width), int(size)
-            return int(size), int(size * width / height)
+            short_side = min(height, width)
+            long_side = max(height, width)
+            size = min(self.min_size, (2 * self.max_size * short_side + long_side) // (2 * long_side))
+            size = max(size, 1)
+            return size * height // short_side, size * width // short_side
+        if torch.jit.is_tracing():
+            # the tracer hands the sizes over as 0-d tensors; int() freezes them into the trace
+            # (which is why a traced pipeline works at its example size only: chapter 01)
+            return self._resized_size_symbolic(int(height), int(width))
         return self._resized_size_symbolic(height, width)
 
     @torch.jit.unused
     def _resized_size_symbolic(self, height: int, width: int) -> Tuple[int, int]:
-        """The same arithmetic without Python branches on the image size, for eager and
-        ``torch.export``: with dynamic height/width every ``if`` on them would become a guard
-        (and specialise the export), so min/max/round go through ``torch.sym_*``. Equal to the
-        scripted branch because min(min_size, round(max_size * short / long)) picks min_size
-        exactly when the longer side stays within max_size, and size * side / short is exact."""
-        short_side = torch.sym_float(torch.sym_min(height, width))
-        long_side = torch.sym_float(torch.sym_max(height, width))
-        limited = torch.sym_int(self.max_size * short_side / long_side + 0.5)  # round half up (> 0)
-        size = torch.sym_float(torch.sym_max(torch.sym_min(self.min_size, limited), 1))
-        return torch.sym_int(size * height / short_side), torch.sym_int(size * width / short_side)
+        """The same arithmetic for eager and ``torch.export``: with dynamic height and width a
+        Python ``min``/``max``/``if`` on them would become a guard and specialise the export,
+        so ``torch.sym_min``/``sym_max`` build the expression instead. min(min_size, round(
+        max_size * short / long)) is min_size exactly when the longer side stays within max_size."""
+        short_side = torch.sym_min(height, width)
+        long_side = torch.sym_max(height, width)
+        size = torch.sym_min(self.min_size, (2 * self.max_size * short_side + long_side) // (2 * long_side))
+        size = torch.sym_max(size, 1)
+        return size * height // short_side, size * width // short_side
 
     def preprocess(self, image: Tensor) -> Tensor:
         """uint8 [H, W, 3] -> normalised float [3, h, w] at the model's input size."""
@@ -128,14 +129,23 @@ class DetectionPipeline(nn.Module):
         return ((pixels[0] / 255.0) - self.mean) / self.std
 
     def postprocess(
-        self, logits: Tensor, boxes: Tensor, height: int, width: int, score_threshold: float
+        self, logits: Tensor, boxes: Tensor, height: int, width: int, score_threshold: float,
+        topk_order: bool = False,
     ) -> Detections:
-        """One image's logits [Q, K+1] and boxes [Q, 4] -> detections in input pixels."""
+        """One image's logits [Q, K+1] and boxes [Q, 4] -> detections in input pixels.
+
+        Scores come out descending, ties in query order. ``topk_order`` gets that order from
+        ``topk`` instead of a stable sort, for the ONNX export (no ONNX op for a stable sort;
+        ONNX's TopK breaks ties by the lower index, which is the same order).
+        """
         probabilities = logits.softmax(-1)[:, :-1]
         scores, labels = probabilities.max(-1)
         keep = scores > score_threshold
         scores, labels, boxes = scores[keep], labels[keep], boxes[keep]
-        scores, order = scores.sort(descending=True, stable=True)
+        if topk_order:
+            scores, order = torch.topk(scores, scores.shape[0])
+        else:
+            scores, order = scores.sort(descending=True, stable=True)
         if self.top_k > 0:
             scores, order = scores[: self.top_k], order[: self.top_k]
         scale = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)

@@ -8,7 +8,8 @@ The folder holds::
 
     detr_cpp.cpython-311-x86_64-linux-gnu.so   the module, rpath $ORIGIN/lib
     lib/                                       exactly the shared libraries it needs, rpath $ORIGIN
-    model.pt, model.json                       the artefact and its sidecar
+    model.pt, model.json                       the artefact and its sidecar (model.pt2 for an
+                                               AOTInductor package: it runs from here too)
     example.py                                 ten lines of usage
     manifest.json                              what is in it, why, and what the target must have
 
@@ -46,6 +47,7 @@ __all__ = [
     "needed_libraries",
     "read_rpath",
     "set_rpath",
+    "replace_needed",
     "assemble",
     "main",
 ]
@@ -70,7 +72,7 @@ if sys.argv[1].endswith(".npy"):
 else:
     from PIL import Image
     image = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
-detector = detr_cpp.Detector(str(here / "model.pt"))
+detector = detr_cpp.Detector(str(here / "{model_file}"))
 found = detector.detect(image)
 for (x0, y0, x1, y1), score, label in zip(found["boxes"], found["scores"], found["labels"]):
     print(f"{{detector.class_names[label]:>14s}} {{score:.3f}}  box {{x0:7.1f}} {{y0:7.1f}} {{x1:7.1f}} {{y1:7.1f}}")
@@ -209,6 +211,26 @@ def set_rpath(path: Path, rpath: str) -> Optional[str]:
         return next(iter(old_strings.values())).decode()
 
 
+def replace_needed(path: Path, old: str, new: str) -> bool:
+    """Make the DT_NEEDED entry ``old`` of ELF file ``path`` name ``new`` instead, in place;
+    ``new`` must already be in its dynamic string table (e.g. another NEEDED entry), so only
+    the entry's string index changes and nothing moves. Returns False if ``old`` is absent."""
+    with open(path, "r+b") as handle:
+        elf = _Elf(handle)
+        dynamic = [segment for segment in elf.segments if segment[0] == _PT_DYNAMIC][0]
+        target = [value for tag, value in elf.dynamic if tag in (_DT_NEEDED, _DT_SONAME) and
+                  elf.string(value) == new.encode()]
+        changed = False
+        for position, (tag, value) in enumerate(elf.dynamic):
+            if tag == _DT_NEEDED and elf.string(value) == old.encode():
+                if not target:
+                    raise ValueError(f"{path.name}: {new!r} is not among its dynamic strings")
+                handle.seek(dynamic[2] + 16 * position + 8)  # d_val of Elf64_Dyn {d_tag, d_val}
+                handle.write(struct.pack("<Q", target[0]))
+                changed = True
+        return changed
+
+
 # ---------------------------------------------------------------------------- assembling
 
 
@@ -312,11 +334,16 @@ def assemble(out, model, module: Optional[Path] = None, strip: bool = True, quie
         }
 
     # 2. the model, the example, the manifest
-    _copy(model, out / "model.pt")
+    # an AOTInductor .pt2 needs nothing more: its compiled model links libtorch_cpu, already in
+    # lib/ (detr_deploy.alternatives.export_aoti drops its dependency on libtorch.so)
+    if model.suffix not in (".pt", ".pt2"):
+        raise ValueError(f"{model.name}: expected a TorchScript .pt or an AOTInductor .pt2")
+    model_file = "model" + model.suffix
+    _copy(model, out / model_file)
     if model.with_suffix(".json").is_file():
         _copy(model.with_suffix(".json"), out / "model.json")
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    (out / "example.py").write_text(EXAMPLE.format(python=python))
+    (out / "example.py").write_text(EXAMPLE.format(python=python, model_file=model_file))
 
     # 3. check: from inside the folder, every non-system library resolves into lib/
     for name, path in ldd(report.module):
@@ -333,7 +360,7 @@ def assemble(out, model, module: Optional[Path] = None, strip: bool = True, quie
         "libraries": report.libraries,
         "system_libraries": report.system_libraries,
         "stripped": stripped,
-        "model": {"file": "model.pt", "source": relative(model)},
+        "model": {"file": model_file, "source": relative(model)},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     for path in sorted(out.rglob("*")):
@@ -353,7 +380,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "that runs DETR from Python without the torch package.",
     )
     parser.add_argument("--out", default="build/runtime", help="folder to (re)create (default: build/runtime)")
-    parser.add_argument("--model", required=True, help="artefact .pt exported by python -m detr_deploy.export")
+    parser.add_argument("--model", required=True, help="artefact .pt exported by python -m detr_deploy.export "
+                        "(or a .pt2 from python -m detr_deploy.alternatives aoti)")
     parser.add_argument("--no-strip", action="store_true", help="keep the libraries' static symbol tables")
     args = parser.parse_args(argv)
     try:

@@ -63,6 +63,24 @@ def exact_detector(detr_cpp, small_artefact):
 
 
 @pytest.fixture(scope="session")
+def aoti_detector(detr_cpp):
+    """The same Detector on the demo model's AOTInductor .pt2 (compiled once, cached under
+    build/aoti; test_alternatives.py checks it against eager)."""
+    from detr_deploy.alternatives import demo_aoti
+
+    return detr_cpp.Detector(demo_aoti())
+
+
+@pytest.fixture(params=["torchscript", "aotinductor"])
+def any_detector(request):
+    """Both backends, for the tests whose checks do not depend on the model."""
+    name = "detector" if request.param == "torchscript" else "aoti_detector"
+    found = request.getfixturevalue(name)
+    assert found.backend == request.param
+    return found
+
+
+@pytest.fixture(scope="session")
 def python_module(small_artefact):
     module, _ = load_artefact(small_artefact)
     return module
@@ -256,7 +274,8 @@ def test_non_contiguous_input_is_copied(exact_detector, test_images, make_view):
     np.testing.assert_array_equal(view, before)
 
 
-def test_input_is_never_modified(detector, test_images):
+def test_input_is_never_modified(any_detector, test_images):
+    detector = any_detector
     image = test_images[3].copy()
     image.flags.writeable = False  # read-only input is fine: C++ only reads it
     detector.detect(image)
@@ -316,25 +335,25 @@ def _bad_images():
 
 
 @pytest.mark.parametrize("name,image,error,message", _bad_images(), ids=[case[0] for case in _bad_images()])
-def test_bad_images_raise_clear_errors(detector, name, image, error, message):
+def test_bad_images_raise_clear_errors(any_detector, name, image, error, message):
     with pytest.raises(error, match=message):
-        detector.detect(image)
+        any_detector.detect(image)
     if image is not None and not isinstance(image, str):
         with pytest.raises(error, match=message):
-            detector.detect_batch([np.zeros((20, 30, 3), np.uint8), image])
+            any_detector.detect_batch([np.zeros((20, 30, 3), np.uint8), image])
 
 
-def test_bad_calls(detr_cpp, detector, small_artefact, test_images):
+def test_bad_calls(detr_cpp, any_detector, small_artefact, test_images):
     image = test_images[0]
     for threshold in (-0.1, 1.0, float("nan"), math.inf):
         with pytest.raises(ValueError, match="score_threshold must be in"):
-            detector.detect(image, score_threshold=threshold)
+            any_detector.detect(image, score_threshold=threshold)
     with pytest.raises(ValueError, match="at least one image"):
-        detector.detect_batch([])
+        any_detector.detect_batch([])
     with pytest.raises(TypeError, match="list of images"):
-        detector.detect_batch(image)
+        any_detector.detect_batch(image)
     with pytest.raises(ValueError, match="images\\[1\\].*dtype"):
-        detector.detect_batch([image, image.astype(np.float32)])
+        any_detector.detect_batch([image, image.astype(np.float32)])
     with pytest.raises(ValueError, match="num_threads"):
         detr_cpp.Detector(small_artefact, num_threads=0)
     with pytest.raises(TypeError, match="num_threads"):
@@ -433,7 +452,8 @@ def test_wrong_model_outputs_raise_instead_of_returning_garbage(detr_cpp, small_
 # ---------------------------------------------------------------------------- threads, GIL, memory
 
 
-def test_threads_share_one_detector(detector, test_images):
+def test_threads_share_one_detector(any_detector, test_images):
+    detector = any_detector
     serial = [detector.detect(image) for image in test_images]
     results = {}
     errors = []
@@ -632,3 +652,18 @@ def test_cli_threshold_and_errors(detr_cli, exact_detector, small_artefact, test
     for result, code, message in cases:
         assert result.returncode == code, (result.args, result.stderr)
         assert message in result.stderr and result.stdout == ""
+
+
+def test_cli_runs_an_aotinductor_package(detr_cli, aoti_detector, test_images, tmp_path):
+    path = tmp_path / "image.png"
+    Image.fromarray(test_images[0]).save(path)
+    result = subprocess.run([str(detr_cli), aoti_detector.model_path, str(path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    detections = json.loads(result.stdout)["detections"]
+    found = {
+        "boxes": np.array([d["box"] for d in detections], np.float32).reshape(-1, 4),
+        "scores": np.array([d["score"] for d in detections], np.float32),
+        "labels": np.array([d["label"] for d in detections], np.int64),
+    }
+    match_detections(found, aoti_detector.detect(test_images[0]))

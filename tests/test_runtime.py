@@ -167,3 +167,29 @@ def test_set_rpath_refuses_to_grow(tmp_path, detr_cpp):
     assert runtime.read_rpath(copy) == "$ORIGIN"
     with pytest.raises(ValueError, match="ELF"):
         runtime.read_rpath(Path(__file__))
+
+
+def test_folder_runs_an_aotinductor_package_without_torch(runtime_folder, detr_cpp, test_images, tmp_path):
+    """The same folder runs a .pt2: its compiled model needs libtorch_cpu (in lib/), not
+    libtorch.so (export_aoti rewrites that dependency), and no torch Python package."""
+    from detr_deploy.alternatives import demo_aoti
+
+    _, folder = runtime_folder
+    package = demo_aoti()
+    copy = tmp_path / "bundle"
+    shutil.copytree(folder, copy)
+    shutil.copyfile(package, copy / "model.pt2")
+    shutil.copyfile(package.with_suffix(".json"), copy / "model.json")
+    image = test_images[0]
+    np.save(tmp_path / "image.npy", image)
+    script = tmp_path / "use_folder.py"
+    script.write_text(USE_FOLDER.replace('"/model.pt", optimize=False', '"/model.pt2"'))
+    result = subprocess.run([sys.executable, "-I", str(script), str(copy), str(tmp_path / "image.npy")],
+                            capture_output=True, text=True, cwd=tmp_path, env=_clean_env(), timeout=600)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["torch"] is False
+    assert not [path for path in output["loaded"] if path.endswith("/libtorch.so")]
+    expected = detr_cpp.Detector(package).detect(image)
+    np.testing.assert_allclose(np.array(output["boxes"], np.float32), expected["boxes"], atol=1e-4)
+    assert output["labels"] == expected["labels"].tolist()

@@ -1,0 +1,212 @@
+"""The measurement helpers of chapter 04: FLOP counting, size accounting, statistics, and a
+tiny end-to-end run of the benchmark. No test asserts a speed: timings depend on the machine."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from detr_deploy import benchmark, sizes
+from detr_deploy.flops import conv2d_flops, count_flops, detr_flops, gemm_peak_gflops, linear_flops
+from detr_deploy.model import detr_small
+
+
+# ---------------------------------------------------------------------------- FLOPs
+
+
+def test_conv_and_linear_flops_match_the_hand_count():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(8 * 16 * 16, 10))
+    # conv: 2 FLOPs x batch 2 x 8 out channels x 16x16 outputs x (3 channels x 3x3 taps) = 221184
+    # linear: 2 FLOPs x 2 rows x 2048 inputs x 10 outputs = 81920
+    assert conv2d_flops(3, 8, (3, 3), (16, 16), batch=2) == 221_184
+    assert linear_flops(2048, 10, rows=2) == 81_920
+    total, per_op = count_flops(model, torch.zeros(2, 3, 32, 32), by_operator=True)
+    assert total == 221_184 + 81_920
+    assert per_op == {"convolution": 221_184, "addmm": 81_920}
+
+
+def test_grouped_conv_hand_count():
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False)
+    assert count_flops(conv, torch.zeros(1, 8, 10, 10)) == conv2d_flops(8, 8, (3, 3), (10, 10), groups=4) == 2 * 8 * 100 * 2 * 9
+
+
+def test_attention_flops_are_counted_with_a_padding_mask():
+    # CPU attention with a mask runs one fused kernel; it must not count as zero
+    attention = nn.MultiheadAttention(64, 8, batch_first=True).eval()
+    x = torch.zeros(1, 100, 64)
+    mask = torch.zeros(1, 100, dtype=torch.bool)
+    projections = 4 * linear_flops(64, 64, rows=100)  # q, k, v in; output out
+    scores_and_mixing = 2 * (2 * 8 * 100 * 100 * 8)  # per head: QK^T and AV, head dim 8
+    counted = count_flops(lambda t: attention(t, t, t, key_padding_mask=mask, need_weights=False), x)
+    assert counted == projections + scores_and_mixing
+
+
+def test_detr_flops_on_meta_equals_counting_on_real_tensors():
+    model = detr_small(seed=0)
+    real = count_flops(model, torch.zeros(1, 3, 96, 128))
+    assert detr_flops(model, 96, 128) == real > 0
+    assert detr_flops(model, 96, 128, batch=2) == 2 * real
+
+
+def test_gemm_peak_is_a_positive_rate_and_restores_threads():
+    before = torch.get_num_threads()
+    rate = gemm_peak_gflops(threads=1, size=128, repeats=2, min_seconds=0.01)
+    assert math.isfinite(rate) and rate > 0
+    assert torch.get_num_threads() == before
+
+
+# ---------------------------------------------------------------------------- sizes
+
+
+def _write(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    return path
+
+
+def test_tree_size_counts_files_once_and_ignores_symlinks(tmp_path):
+    _write(tmp_path / "a.bin", 1000)
+    _write(tmp_path / "sub" / "b.bin", 2345)
+    os.link(tmp_path / "a.bin", tmp_path / "sub" / "a_hardlink.bin")  # same inode: counted once
+    os.symlink(tmp_path / "sub" / "b.bin", tmp_path / "b_link.bin")  # a link: its target counts where it is
+    assert sizes.tree_size(tmp_path) == 3345
+    assert sizes.tree_size(tmp_path / "a.bin") == 1000
+    assert sizes.files_size([tmp_path / "a.bin", tmp_path / "missing.bin"]) == 1000
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        sizes.tree_size(tmp_path / "nothing")
+
+
+def test_library_sizes_largest_first(tmp_path):
+    _write(tmp_path / "libsmall.so", 10)
+    _write(tmp_path / "libbig.so", 300)
+    _write(tmp_path / "nested" / "libignored.so", 999)  # only files directly in the folder
+    assert list(sizes.library_sizes(tmp_path).items()) == [("libbig.so", 300), ("libsmall.so", 10)]
+
+
+def _fake_distribution(site: Path, name: str, files: dict, requires=()) -> None:
+    """A minimal installed distribution: files + .dist-info with METADATA and RECORD."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    lines = [f"Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0"]
+    lines += [f"Requires-Dist: {requirement}" for requirement in requires]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+    record = []
+    for relative, size in files.items():
+        _write(site / relative, size)
+        record.append(f"{relative},,{size}")
+    record += [f"{info.name}/METADATA,,", f"{info.name}/RECORD,,"]
+    (info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+def test_distribution_size_and_requirement_closure(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    _fake_distribution(site, "fake-top", {"fake_top/__init__.py": 100, "fake_top/lib.so": 5000},
+                       requires=["fake-mid[gpu]", 'fake-never; extra == "other"', "fake-absent"])
+    _fake_distribution(site, "fake-mid", {"fake_mid/core.py": 700},
+                       requires=['fake-leaf; extra == "gpu"'])
+    _fake_distribution(site, "fake-leaf", {"fake_leaf/blob.bin": 12345})
+    _fake_distribution(site, "fake-never", {"fake_never/x.py": 1})
+    monkeypatch.syspath_prepend(str(site))
+    metadata_bytes = lambda name: sum(  # noqa: E731
+        p.stat().st_size for p in (site / f"{name}-1.0.dist-info").iterdir())
+    assert sizes.distribution_size("fake-leaf") == 12345 + metadata_bytes("fake_leaf")
+    assert sizes.distribution_size("fake-top") == 5100 + metadata_bytes("fake_top")
+    # the extra [gpu] is followed, the "other" extra is not, a missing requirement is skipped
+    assert sizes.requirement_closure("fake-top") == ["fake-top", "fake-mid", "fake-leaf"]
+    assert sizes.optional_distribution_size("fake-absent") is None
+    with pytest.raises(Exception, match="not installed"):
+        sizes.distribution_size("fake-absent")
+
+
+@pytest.mark.skipif(shutil.which("strip") is None or shutil.which("cc") is None, reason="needs strip and a C compiler")
+def test_strip_savings_measures_a_copy(tmp_path):
+    import subprocess
+
+    source = tmp_path / "hello.c"
+    source.write_text("int helper(int x) { return x + 1; }\nint main(void) { return helper(-1); }\n")
+    binary = tmp_path / "hello"
+    subprocess.run(["cc", "-g", "-o", str(binary), str(source)], check=True)
+    before = binary.stat().st_size
+    (name, (measured_before, after)), = sizes.strip_savings([binary]).items()
+    assert name == "hello" and measured_before == before
+    assert 0 < after < before  # debug info and symbols gone from the copy
+    assert binary.stat().st_size == before  # the original is untouched
+
+
+def test_model_size_row_counts_parameters_and_bytes():
+    row = sizes.model_size_row("tiny", nn.Linear(10, 5))
+    assert row["params"] == 55
+    assert (row["fp16_bytes"], row["fp32_bytes"], row["fp64_bytes"]) == (110, 220, 440)
+
+
+def test_efficientdet_rows_are_cited():
+    rows = sizes.cited_rows()
+    assert [row["model"] for row in rows] == [f"EfficientDet-D{i}" for i in range(8)]
+    assert all(row["source"].startswith("cited: Tan, Pang, Le") for row in rows)
+    assert rows[0]["params"] == 3_900_000 and rows[0]["fp32_bytes"] == 15_600_000
+
+
+# ---------------------------------------------------------------------------- benchmark helpers
+
+
+def test_summarise_median_and_p90():
+    stats = benchmark.summarise([0.010, 0.020, 0.030, 0.040, 0.100])
+    assert stats["median_ms"] == pytest.approx(30.0)
+    assert stats["p90_ms"] == pytest.approx(76.0)  # linear interpolation between 40 and 100
+    with pytest.raises(ValueError):
+        benchmark.summarise([])
+
+
+def test_ratios_are_to_eager_in_the_same_group():
+    rows = [{"runtime": "eager", "median_ms": 100.0}, {"runtime": "x", "median_ms": 50.0}]
+    benchmark._add_ratios(rows)
+    assert [row["ratio_to_eager"] for row in rows] == [1.0, 2.0]
+
+
+def test_registry_entries_are_complete():
+    assert "eager" in benchmark.RUNTIMES
+    for name, runtime in benchmark.RUNTIMES.items():
+        assert runtime.name == name and runtime.label
+        assert runtime.child in benchmark._CHILDREN
+        assert runtime.artefact in (None, *benchmark.Artefacts.SUFFIX)
+
+
+def test_make_image_has_the_requested_size():
+    image = benchmark.decode(benchmark.make_image(48, 80))
+    assert image.shape == (48, 80, 3) and image.dtype == np.uint8
+
+
+def test_machine_info_names_the_machine():
+    info = benchmark.machine_info([1, 2])
+    assert info["cpu"] and info["logical_cores"] >= 1 and info["threads_used"] == [1, 2]
+    assert info["versions"]["torch"] == torch.__version__.split("+")[0]
+
+
+def test_tiny_run_writes_every_table(tmp_path):
+    settings = benchmark.Settings(
+        mode="test", models=("demo",), sizes=((64, 96),), sweep_size=(64, 96), threads=(1,), batches=(1, 2),
+        repeats=1, warmup=1, cold_runs=1, tuning=False, aoti="cached",
+    )
+    result = benchmark.run_benchmark(settings, tmp_path, runtimes=["eager", "torchscript"], cli=False,
+                                     do_sizes=False)
+    tables = benchmark.load_results(tmp_path)
+    latency = tables["latency"]
+    assert {"model", "runtime", "height", "width", "threads", "batch", "median_ms", "p90_ms",
+            "ratio_to_eager", "fraction_of_peak"} <= set(latency.columns)
+    assert set(latency["runtime"]) == {"eager", "torchscript"}
+    assert set(latency["batch"]) == {1, 2}
+    assert (latency.loc[latency.runtime == "eager", "ratio_to_eager"] == 1.0).all()
+    cold = tables["coldstart"]
+    assert set(cold["runtime"]) == {"eager", "torchscript"} and (cold["peak_rss_mb"] > 50).all()
+    assert result["machine"]["threads_used"] == [1]
+    assert json.loads((tmp_path / "benchmark.json").read_text())["flops"]["demo"]["64x96"] > 0
+    assert tables["sizes"].empty
