@@ -6,7 +6,7 @@ it with ``torch::jit::load(path, device, extra_files)``); the ``.json`` sidecar 
 metadata and adds the file's sha256 and size.
 
 TorchScript is deprecated in this torch release: ``torch.jit.script``/``trace`` emit a
-FutureWarning. The successor path is ``torch.export`` + AOTInductor (a later chapter).
+FutureWarning. The successor path is ``torch.export`` + AOTInductor (chapter 02b).
 Warnings are collected and returned in :class:`ExportReport`, not silenced.
 
 Command line::
