@@ -34,15 +34,20 @@ def _read_csv(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _headline_rows(latency: List[Dict[str, str]], model: str) -> List[Dict[str, str]]:
-    """Batch-1 rows of ``model`` at the most threads and the largest input measured."""
+def _headline_rows(latency: List[Dict[str, str]], model: str, size=None) -> List[Dict[str, str]]:
+    """Batch-1 rows of ``model`` at the most threads, at ``size`` (the run's sweep size, where
+    every runtime is measured) or else the largest input measured."""
     rows = [row for row in latency if row["model"] == model and int(row["batch"]) == 1]
     if not rows:
         return []
     threads = max(int(row["threads"]) for row in rows)
     rows = [row for row in rows if int(row["threads"]) == threads]
-    area = max(int(row["height"]) * int(row["width"]) for row in rows)
-    rows = [row for row in rows if int(row["height"]) * int(row["width"]) == area]
+    at_size = [row for row in rows if size is not None and (int(row["height"]), int(row["width"])) == tuple(size)]
+    if at_size:
+        rows = at_size
+    else:
+        area = max(int(row["height"]) * int(row["width"]) for row in rows)
+        rows = [row for row in rows if int(row["height"]) * int(row["width"]) == area]
     return sorted(rows, key=lambda row: float(row["median_ms"]))
 
 
@@ -65,7 +70,7 @@ def headline_markdown(benchmark_dir: Path = BENCHMARK_DIR) -> str:
     ]
     models = list(dict.fromkeys(row["model"] for row in latency))
     for model in models:
-        rows = _headline_rows(latency, model)
+        rows = _headline_rows(latency, model, run.get("settings", {}).get("sweep_size"))
         if not rows:
             continue
         first = rows[0]

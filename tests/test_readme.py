@@ -54,6 +54,16 @@ def test_headline_picks_largest_input_most_threads_batch_one_sorted_by_latency(t
     assert "800x1066 input, 2 threads" in block and "Test CPU" in block
 
 
+def test_headline_prefers_the_sweep_size_when_the_run_names_it(tmp_path):
+    rows = [_row("eager", 800, 1066, 2, 1, 100.0), _row("eager", 512, 683, 2, 1, 40.0),
+            _row("fast", 512, 683, 2, 1, 20.0)]
+    _write_run(tmp_path, rows, {})
+    run = json.loads((tmp_path / "benchmark.json").read_text())
+    (tmp_path / "benchmark.json").write_text(json.dumps({**run, "settings": {"sweep_size": [512, 683]}}))
+    block = readme.headline_markdown(tmp_path)
+    assert "512x683 input" in block and "| FAST | 20 ms | 5.00x | n/a |" in block
+
+
 def test_replace_block_needs_markers():
     with pytest.raises(ValueError, match="markers"):
         readme.replace_block("no markers here", "x")
