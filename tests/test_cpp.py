@@ -622,8 +622,14 @@ def test_cli_json_matches_module(detr_cli, detector, exact_detector, small_artef
             }
             names = module_detector.class_names
             assert [d["class_name"] for d in detections] == [names[d["label"]] for d in detections]
-            # %.9g round-trips float32: same library, same graph -> the same numbers
-            assert_identical(found, module_detector.detect(image))
+            expected = module_detector.detect(image)
+            if extra:  # the graph as saved: %.9g round-trips float32, so the same numbers
+                assert_identical(found, expected)
+            else:  # the optimised graph's oneDNN kernels may sum in another order in another
+                # process (seen in CI: 3e-5 px apart), so equal within float32 noise
+                np.testing.assert_array_equal(found["labels"], expected["labels"])
+                np.testing.assert_allclose(found["boxes"], expected["boxes"], rtol=0, atol=1e-3)
+                np.testing.assert_allclose(found["scores"], expected["scores"], rtol=0, atol=1e-5)
 
 
 def test_cli_threshold_and_errors(detr_cli, exact_detector, small_artefact, test_images, tmp_path):
