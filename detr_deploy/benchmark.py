@@ -1007,6 +1007,19 @@ def _write_csv(rows: List[dict], path: Path) -> None:
 
 def run_benchmark(settings: Settings, out, runtimes: Optional[Sequence[str]] = None, cli: bool = True,
                   do_sizes: bool = True, command: Optional[str] = None) -> dict:
+    """Run the measurement (see :func:`_run_benchmark`); the caller's torch thread count is
+    restored afterwards, since the sweeps change it process-wide."""
+    import torch
+
+    threads_before = torch.get_num_threads()
+    try:
+        return _run_benchmark(settings, out, runtimes, cli, do_sizes, command)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_benchmark(settings: Settings, out, runtimes: Optional[Sequence[str]] = None, cli: bool = True,
+                   do_sizes: bool = True, command: Optional[str] = None) -> dict:
     """Run everything ``settings`` asks for and write the files into ``out``; returns the
     benchmark.json content."""
     import torch

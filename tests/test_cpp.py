@@ -608,7 +608,9 @@ def test_cli_json_matches_module(detr_cli, detector, exact_detector, small_artef
         path = tmp_path / f"image_{index}.png"  # PNG: lossless, both decoders see the same pixels
         Image.fromarray(image).save(path)
         for extra, module_detector in (([], detector), (["--no-optimize"], exact_detector)):
-            result = subprocess.run([str(detr_cli), str(small_artefact), str(path), *extra],
+            # the module shares this process's intra-op thread count; the program must use the same
+            threads = ["--threads", str(torch.get_num_threads())]
+            result = subprocess.run([str(detr_cli), str(small_artefact), str(path), *threads, *extra],
                                     capture_output=True, text=True, timeout=600)
             assert result.returncode == 0, result.stderr
             output = json.loads(result.stdout)
