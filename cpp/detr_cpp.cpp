@@ -142,15 +142,19 @@ PYBIND11_MODULE(detr_cpp, m) {
 
   py::class_<detr::Detector>(m, "Detector",
                              "A loaded DETR artefact (.pt exported by detr_deploy.export).\n\n"
-                             "Detector(model_path, num_threads=None, optimize=True)\n\n"
+                             "Detector(model_path, num_threads=None, optimize=True, profiling_executor=False)\n\n"
                              "num_threads: torch's intra-op thread count (process-wide); None keeps the default.\n"
                              "optimize: freeze + optimize_for_inference after loading (faster; results differ\n"
                              "from the saved graph by ~1e-5). False runs the saved graph exactly as torch.jit.load.\n"
+                             "profiling_executor: run the optimised graph through torch's profiling executor\n"
+                             "(slower first calls and batches of new sizes; for comparisons only).\n"
                              "detect() and detect_batch() release the GIL and may be called from several threads.")
       // <notebook:gil>
-      .def(py::init([](const py::object& model_path, const py::object& num_threads, bool optimize) {
+      .def(py::init([](const py::object& model_path, const py::object& num_threads, bool optimize,
+              bool profiling_executor) {
              detr::Options options;
              options.optimize = optimize;
+             options.profiling_executor = profiling_executor;
              if (!num_threads.is_none()) {
                if (!py::isinstance<py::int_>(num_threads) || py::isinstance<py::bool_>(num_threads)) {
                  throw py::type_error("num_threads must be an int or None");
@@ -162,7 +166,8 @@ PYBIND11_MODULE(detr_cpp, m) {
              py::gil_scoped_release release;  // loading and optimising take a while
              return std::make_unique<detr::Detector>(path, options);
            }),
-           py::arg("model_path"), py::arg("num_threads") = py::none(), py::arg("optimize") = true)
+           py::arg("model_path"), py::arg("num_threads") = py::none(), py::arg("optimize") = true,
+           py::arg("profiling_executor") = false)
       .def(
           "detect",
           [](const detr::Detector& self, const py::handle& image, std::optional<double> score_threshold) {

@@ -194,21 +194,30 @@ class Runtime:
     threads_per_instance: bool = False
 
 
-def _torch_detect(function):
+def _executor(frozen_graph: bool):
+    """A frozen + optimised TorchScript graph runs without the profiling executor, as the C++
+    module runs it (``profiling_executor=False``): on the CPU it only adds slow first calls
+    and re-specialisation per input shape. Anything else: torch's default."""
+    import torch
+
+    return torch.jit.optimized_execution(False) if frozen_graph else contextlib.nullcontext()
+
+
+def _torch_detect(function, frozen_graph: bool = False):
     import torch
 
     def detect(image):
-        with torch.inference_mode():
+        with torch.inference_mode(), _executor(frozen_graph):
             return function(torch.from_numpy(image))
 
     return detect
 
 
-def _torch_detect_batch(function):
+def _torch_detect_batch(function, frozen_graph: bool = False):
     import torch
 
     def detect_batch(images):
-        with torch.inference_mode():
+        with torch.inference_mode(), _executor(frozen_graph):
             return function([torch.from_numpy(image) for image in images])
 
     return detect_batch
@@ -228,7 +237,7 @@ def _load_torchscript(context: Context) -> Loaded:
 
     module, _ = load_artefact(context.artefacts.get("torchscript", context))
     module = freeze_and_optimize(module)
-    return Loaded(_torch_detect(module), _torch_detect_batch(module.forward_batch))
+    return Loaded(_torch_detect(module, frozen_graph=True), _torch_detect_batch(module.forward_batch, frozen_graph=True))
 
 
 def _cpp_module():
@@ -321,7 +330,8 @@ _CHILDREN = {
     "torchscript": (
         "import torch\nfrom detr_deploy.export import load_artefact, freeze_and_optimize",
         "torch.set_num_threads({threads})\nmodule = freeze_and_optimize(load_artefact({artefact!r})[0])\n"
-        "def detect(image):\n    with torch.inference_mode():\n        return module(torch.from_numpy(image))",
+        "def detect(image):\n    with torch.inference_mode(), torch.jit.optimized_execution(False):\n"
+        "        return module(torch.from_numpy(image))",
     ),
     "cpp": (
         "import importlib.util\nspec = importlib.util.spec_from_file_location('detr_cpp', {module!r})\n"
@@ -761,6 +771,7 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
     image = decode(jpeg)
     fortran = np.asfortranarray(image)  # same pixels, not C-contiguous: the module must copy it
     optimized = detr_cpp.Detector(path, num_threads=all_cores, optimize=True)
+    profiled = detr_cpp.Detector(path, num_threads=all_cores, optimize=True, profiling_executor=True)
     plain = detr_cpp.Detector(path, num_threads=all_cores, optimize=False)
 
     def with_threads(threads, function):
@@ -794,13 +805,14 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
 
     def ts(function):
         def call():
-            with torch.inference_mode():
+            with torch.inference_mode(), _executor(frozen_graph=True):
                 return function(torch.from_numpy(image))
         return call
 
     batch = 4
     variants = {
         "C++ module: default (freeze + optimize_for_inference, all cores)": (lambda: optimized.detect(image), 1),
+        "C++ module: profiling executor (torch's default; before)": (lambda: profiled.detect(image), 1),
         "C++ module: optimize=False (graph as saved)": (lambda: plain.detect(image), 1),
         "C++ module: 1 intra-op thread": (with_threads(1, lambda: optimized.detect(image)), 1),
         "C++ module: non-contiguous input (copied at the boundary)": (lambda: optimized.detect(fortran), 1),
@@ -847,7 +859,66 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
                            "median_ms": round(stats["median_ms"], 2), "p90_ms": round(stats["p90_ms"], 2),
                            "runs": context.settings.repeats, "speedup_vs_default": round(base / stats["median_ms"], 3),
                            "interleaved": False})
+    _neighbour_interference(run, context, detr_cpp, path, base)
     run.progress.update(1)
+
+
+def _neighbour_interference(run: _Run, context: Context, detr_cpp, artefact: str, base: float) -> None:
+    """The C++ module alone in a process, then called in turn with OpenVINO in the same
+    process, with OpenVINO's CPU pinning on (its default) and off. The latency table runs
+    every runtime in one process, so a runtime that slows its neighbours skews the others."""
+    from . import cpp_build
+
+    if not context.settings.interop:
+        return
+    try:
+        openvino = str(context.artefacts.get("openvino", context))
+    except Skip as error:
+        run.skip("tuning interference", context.spec.name, str(error))
+        return
+    for mode, label in [("alone", "C++ module, own process, nothing else loaded"),
+                        ("pinned", "C++ module, own process, OpenVINO (CPU pinning on) called in turn"),
+                        ("unpinned", "C++ module, own process, OpenVINO (CPU pinning off) called in turn")]:
+        run.step(f"{context.spec.name}: tuning, neighbours: {mode}")
+        code = _NEIGHBOUR_CHILD.format(repo=str(REPO_ROOT), module=str(cpp_build.module_path()), artefact=artefact,
+                                       openvino=openvino, mode=mode, threads=context.threads,
+                                       image=str(CACHE_DIR / "images" / f"card_{context.size[0]}x{context.size[1]}.jpg"),
+                                       warmup=context.settings.warmup, repeats=context.settings.repeats)
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        if result.returncode != 0:
+            run.skip("tuning interference", context.spec.name, result.stderr.strip()[-200:])
+            return
+        timed = json.loads(result.stdout.strip().splitlines()[-1])
+        for who, seconds in timed.items():
+            stats = summarise(seconds)
+            variant = label if who == "cpp" else label.replace("C++ module, own process, OpenVINO", "OpenVINO") \
+                .replace(" called in turn", ", called in turn with the C++ module")
+            run.tuning.append({"model": context.spec.name, "height": context.size[0], "width": context.size[1],
+                               "threads": context.threads, "variant": variant,
+                               "median_ms": round(stats["median_ms"], 2), "p90_ms": round(stats["p90_ms"], 2),
+                               "runs": len(seconds), "speedup_vs_default": round(base / stats["median_ms"], 3),
+                               "interleaved": False})
+
+
+# One process: the C++ module (TorchScript backend), alone or interleaved with OpenVINO.
+_NEIGHBOUR_CHILD = """
+import importlib.util, json, sys, time
+sys.path.insert(0, {repo!r})
+import numpy as np
+from PIL import Image
+spec = importlib.util.spec_from_file_location("detr_cpp", {module!r})
+detr_cpp = importlib.util.module_from_spec(spec); spec.loader.exec_module(detr_cpp)
+from detr_deploy.timing import time_interleaved
+image = np.asarray(Image.open({image!r}).convert("RGB"))
+detector = detr_cpp.Detector({artefact!r}, num_threads={threads})
+candidates = {{"cpp": lambda: detector.detect(image)}}
+if {mode!r} != "alone":
+    from detr_deploy.runners import OpenVinoDetector
+    openvino = OpenVinoDetector({openvino!r}, num_threads={threads}, cpu_pinning={mode!r} == "pinned")
+    candidates["openvino"] = lambda: openvino.detect(image)
+print(json.dumps(time_interleaved(candidates, repeats={repeats}, warmup={warmup})))
+"""
 
 
 # One process per inter-op setting: frozen + optimized TorchScript, warm-up, timed calls.
@@ -862,7 +933,7 @@ from detr_deploy.export import freeze_and_optimize, load_artefact
 module = freeze_and_optimize(load_artefact({artefact!r})[0])
 image = torch.from_numpy(np.asarray(Image.open({image!r}).convert("RGB")).copy())
 times = []
-with torch.inference_mode():
+with torch.inference_mode(), torch.jit.optimized_execution(False):
     for index in range({warmup} + {repeats}):
         start = time.perf_counter()
         module(image)

@@ -36,7 +36,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from detr_deploy import cpp_build
-from detr_deploy.export import export_model, load_artefact
+from detr_deploy.export import export_model, freeze_and_optimize, load_artefact
 from detr_deploy.paths import REPO_ROOT
 
 BOX_ATOL = 1e-2  # pixels
@@ -222,6 +222,25 @@ def test_detect_batch_matches_python_forward_batch(detector, exact_detector, pyt
         assert_identical(found, reference)
     for found, reference in zip(detector.detect_batch(test_images), expected):
         match_detections(found, reference)
+
+
+def test_optimized_path_is_python_freeze_and_optimize(detr_cpp, small_artefact, test_images):
+    """Detector() runs the graph that Python's freeze_and_optimize makes, for forward and
+    forward_batch, with or without the profiling executor: bitwise equal in one process.
+    (C++'s torch::jit::freeze folds batch norms into forward only; detr_core folds every kept
+    method, as Python does. This test failed while forward_batch ran unfolded.)"""
+    python = freeze_and_optimize(load_artefact(small_artefact)[0])
+    for profiling in (False, True):
+        detector = detr_cpp.Detector(small_artefact, profiling_executor=profiling)
+        with torch.jit.optimized_execution(profiling):
+            expected = [python_detect(python, image) for image in test_images]
+            expected_batch = python_detect_batch(python, test_images)
+        for image, reference in zip(test_images, expected):
+            assert_identical(detector.detect(image), reference)
+        for found, reference in zip(detector.detect_batch(test_images), expected_batch):
+            assert_identical(found, reference)
+    with pytest.raises(TypeError):
+        detr_cpp.Detector(small_artefact, profiling_executor="no")
 
 
 def test_score_threshold(exact_detector, python_module, test_images):
