@@ -52,7 +52,7 @@ runtime: build
 model-repository: setup
 	$(PY) -m detr_deploy.model_repository --out build/model_repository --model data/models/demo.pt
 
-# The full measurement of chapter 04 (about 15 minutes on 2 cores); writes data/benchmarks/.
+# The full measurement of chapter 04 (about 20 minutes on 2 cores); writes data/benchmarks/.
 benchmark: build setup-runtimes
 	$(PY) -m detr_deploy.benchmark --out data/benchmarks
 

@@ -1,6 +1,6 @@
 """Chapter 04's measurements in one command: latency, cold start, memory, sizes, FLOPs.
 
-    python -m detr_deploy.benchmark --out data/benchmarks            # full run (~15 min, 2 cores)
+    python -m detr_deploy.benchmark --out data/benchmarks            # full run (~20 min, 2 cores)
     python -m detr_deploy.benchmark --out build/benchmark_quick --quick   # CI / notebook (1-2 min)
 
 Writes into ``--out``:
@@ -102,11 +102,11 @@ QUICK = Settings(
     mode="quick", models=("demo",), sizes=((384, 512),), sweep_size=(384, 512), threads=(ALL_CORES,),
     batches=(1,), repeats=3, warmup=2, cold_runs=1, aoti="cached", interop=False,
 )
-# Sized for ~15 min on 2 cores (DETR-R50 at 640x853 is ~2 s a call there); the first run
+# Sized for ~20 min on 2 cores (DETR-R50 at 640x853 is ~2 s a call there); the first run
 # also exports/compiles every artefact (AOTInductor: minutes), later runs reuse the cache.
 FULL = Settings(
     mode="full", models=("demo", "detr_resnet50"), sizes=((384, 512), (512, 683), (640, 853)),
-    sweep_size=(512, 683), threads=tuple(sorted({1, ALL_CORES})), batches=(1, 4), repeats=5, warmup=2,
+    sweep_size=(512, 683), threads=tuple(sorted({1, ALL_CORES})), batches=(1, 4), repeats=9, warmup=2,
     cold_runs=2, aoti="sweep",
 )
 
@@ -769,6 +769,7 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
         return
     all_cores = context.threads
     image = decode(jpeg)
+    first_calls = _first_calls(detr_cpp, path, all_cores, image)
     fortran = np.asfortranarray(image)  # same pixels, not C-contiguous: the module must copy it
     optimized = detr_cpp.Detector(path, num_threads=all_cores, optimize=True)
     profiled = detr_cpp.Detector(path, num_threads=all_cores, optimize=True, profiling_executor=True)
@@ -837,6 +838,11 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
                            "threads": all_cores, "variant": name, "median_ms": round(stats["median_ms"], 2),
                            "p90_ms": round(stats["p90_ms"], 2), "runs": len(seconds),
                            "speedup_vs_default": round(base / stats["median_ms"], 3), "interleaved": True})
+    for variant, milliseconds in first_calls.items():
+        run.tuning.append({"model": context.spec.name, "height": context.size[0], "width": context.size[1],
+                           "threads": all_cores, "variant": variant, "median_ms": round(milliseconds, 2),
+                           "p90_ms": None, "runs": 1, "speedup_vs_default": round(base / milliseconds, 3),
+                           "interleaved": False})
     # inter-op threads can only be set before a process's first parallel work: own processes
     # plus OpenMP's passive wait: idle workers sleep instead of spinning, which matters when
     # the cores are shared with other processes (libgomp reads it once, at start-up)
@@ -859,66 +865,22 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
                            "median_ms": round(stats["median_ms"], 2), "p90_ms": round(stats["p90_ms"], 2),
                            "runs": context.settings.repeats, "speedup_vs_default": round(base / stats["median_ms"], 3),
                            "interleaved": False})
-    _neighbour_interference(run, context, detr_cpp, path, base)
     run.progress.update(1)
 
 
-def _neighbour_interference(run: _Run, context: Context, detr_cpp, artefact: str, base: float) -> None:
-    """The C++ module alone in a process, then called in turn with OpenVINO in the same
-    process, with OpenVINO's CPU pinning on (its default) and off. The latency table runs
-    every runtime in one process, so a runtime that slows its neighbours skews the others."""
-    from . import cpp_build
-
-    if not context.settings.interop:
-        return
-    try:
-        openvino = str(context.artefacts.get("openvino", context))
-    except Skip as error:
-        run.skip("tuning interference", context.spec.name, str(error))
-        return
-    for mode, label in [("alone", "C++ module, own process, nothing else loaded"),
-                        ("pinned", "C++ module, own process, OpenVINO (CPU pinning on) called in turn"),
-                        ("unpinned", "C++ module, own process, OpenVINO (CPU pinning off) called in turn")]:
-        run.step(f"{context.spec.name}: tuning, neighbours: {mode}")
-        code = _NEIGHBOUR_CHILD.format(repo=str(REPO_ROOT), module=str(cpp_build.module_path()), artefact=artefact,
-                                       openvino=openvino, mode=mode, threads=context.threads,
-                                       image=str(CACHE_DIR / "images" / f"card_{context.size[0]}x{context.size[1]}.jpg"),
-                                       warmup=context.settings.warmup, repeats=context.settings.repeats)
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                env=dict(os.environ, PYTHONWARNINGS="ignore"))
-        if result.returncode != 0:
-            run.skip("tuning interference", context.spec.name, result.stderr.strip()[-200:])
-            return
-        timed = json.loads(result.stdout.strip().splitlines()[-1])
-        for who, seconds in timed.items():
-            stats = summarise(seconds)
-            variant = label if who == "cpp" else label.replace("C++ module, own process, OpenVINO", "OpenVINO") \
-                .replace(" called in turn", ", called in turn with the C++ module")
-            run.tuning.append({"model": context.spec.name, "height": context.size[0], "width": context.size[1],
-                               "threads": context.threads, "variant": variant,
-                               "median_ms": round(stats["median_ms"], 2), "p90_ms": round(stats["p90_ms"], 2),
-                               "runs": len(seconds), "speedup_vs_default": round(base / stats["median_ms"], 3),
-                               "interleaved": False})
-
-
-# One process: the C++ module (TorchScript backend), alone or interleaved with OpenVINO.
-_NEIGHBOUR_CHILD = """
-import importlib.util, json, sys, time
-sys.path.insert(0, {repo!r})
-import numpy as np
-from PIL import Image
-spec = importlib.util.spec_from_file_location("detr_cpp", {module!r})
-detr_cpp = importlib.util.module_from_spec(spec); spec.loader.exec_module(detr_cpp)
-from detr_deploy.timing import time_interleaved
-image = np.asarray(Image.open({image!r}).convert("RGB"))
-detector = detr_cpp.Detector({artefact!r}, num_threads={threads})
-candidates = {{"cpp": lambda: detector.detect(image)}}
-if {mode!r} != "alone":
-    from detr_deploy.runners import OpenVinoDetector
-    openvino = OpenVinoDetector({openvino!r}, num_threads={threads}, cpu_pinning={mode!r} == "pinned")
-    candidates["openvino"] = lambda: openvino.detect(image)
-print(json.dumps(time_interleaved(candidates, repeats={repeats}, warmup={warmup})))
-"""
+def _first_calls(detr_cpp, path: str, threads: int, image: np.ndarray, calls: int = 3) -> Dict[str, float]:
+    """Milliseconds of each of the first ``calls`` calls of a freshly loaded Detector, with and
+    without the profiling executor. The process has run the model already, so oneDNN's kernel
+    cache is warm for both and only the executor differs; the cold-start table has the rest."""
+    timed = {}
+    for profiling, name in ((True, "profiling executor (before)"), (False, "no profiling executor")):
+        detector = detr_cpp.Detector(path, num_threads=threads, profiling_executor=profiling)
+        for call in range(1, calls + 1):
+            start = time.perf_counter()
+            detector.detect(image)
+            timed[f"C++ module: call {call} after loading, {name}"] = (time.perf_counter() - start) * 1e3
+        del detector
+    return timed
 
 
 # One process per inter-op setting: frozen + optimized TorchScript, warm-up, timed calls.
@@ -1329,7 +1291,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="demo model, one size, few repeats (CI / notebook, 1-2 minutes)")
     parser.add_argument("--runtimes", nargs="+", choices=sorted(RUNTIMES), help="only these (eager is always added)")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), help="only these models")
-    parser.add_argument("--repeats", type=int, help="timed rounds per group (default: 3 quick, 7 full)")
+    parser.add_argument("--repeats", type=int, help=f"timed rounds per group (default: {QUICK.repeats} quick, {FULL.repeats} full)")
     parser.add_argument("--no-cli", action="store_true", help="skip the CMake program")
     parser.add_argument("--no-sizes", action="store_true", help="skip sizes.csv and models.csv")
     args = parser.parse_args(argv)

@@ -193,21 +193,16 @@ class OpenVinoDetector(_Runner):
 
     Inference precision is pinned to f32: on CPUs with bf16 units OpenVINO would otherwise
     pick bf16. ``num_threads``: ``INFERENCE_NUM_THREADS`` (None: OpenVINO's default).
-    ``cpu_pinning``: ``ENABLE_CPU_PINNING``, off by default here. Pinned, OpenVINO's
-    workers hold the cores and every other thread pool in the process (torch's, the web
-    server's) runs slower; on the 2-core benchmark machine a libtorch model called in turn
-    with a pinned OpenVINO ran about 7% slower, and OpenVINO itself was no faster pinned
-    (chapter 04, tuning.csv). Turn it on for a process that runs nothing else.
     """
 
-    def __init__(self, path, num_threads: Optional[int] = None, cpu_pinning: bool = False) -> None:
+    def __init__(self, path, num_threads: Optional[int] = None) -> None:
         ov = _require("openvino")
         path = Path(path)
         self.path = path / "model.xml" if path.is_dir() else path
         if not self.path.is_file():
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.metadata = _read_sidecar(self.path, OPENVINO_FORMAT)
-        config = {"INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": bool(cpu_pinning)}
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
         if num_threads is not None:
             if int(num_threads) <= 0:
                 raise ValueError("num_threads must be positive (or None)")

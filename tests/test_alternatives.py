@@ -397,14 +397,6 @@ def test_openvino_antialiased_resize_differs_slightly(onnx_path, eager, images, 
     assert max(box for box, _ in differences) > 1e-2  # if this fails, OpenVINO now matches: tighten the test
 
 
-def test_openvino_cpu_pinning_is_off_unless_asked(onnx_path, tmp_path):
-    """Pinned workers slow every other thread pool in the process (see OpenVinoDetector)."""
-    _needs("openvino")
-    xml = alternatives.export_openvino(onnx_path, tmp_path / "ov.xml")
-    assert alternatives.OpenVinoDetector(xml).compiled.get_property("ENABLE_CPU_PINNING") is False
-    assert alternatives.OpenVinoDetector(xml, cpu_pinning=True).compiled.get_property("ENABLE_CPU_PINNING") is True
-
-
 def test_missing_extra_names_the_requirements_file(monkeypatch, tmp_path):
     real_import = builtins.__import__
 

@@ -210,3 +210,19 @@ def test_tiny_run_writes_every_table(tmp_path):
     assert result["machine"]["threads_used"] == [1]
     assert json.loads((tmp_path / "benchmark.json").read_text())["flops"]["demo"]["64x96"] > 0
     assert tables["sizes"].empty
+
+
+def test_tiny_tuning_run_has_the_before_rows(tmp_path):
+    """Section 5 of chapter 04 reads these rows by name: the profiling-executor "before" row in
+    the interleaved group, and the first three calls of a fresh Detector with and without it."""
+    settings = benchmark.Settings(
+        mode="test", models=("demo",), sizes=((64, 96),), sweep_size=(64, 96), threads=(1,), batches=(1,),
+        repeats=1, warmup=1, cold_runs=1, tuning=True, interop=False, aoti="cached",
+    )
+    benchmark.run_benchmark(settings, tmp_path, runtimes=["eager"], cli=False, do_sizes=False)
+    tuning = benchmark.load_results(tmp_path)["tuning"].set_index("variant")
+    assert tuning.loc["C++ module: profiling executor (torch's default; before)", "interleaved"]
+    for name in ("profiling executor (before)", "no profiling executor"):
+        first = tuning.loc[[f"C++ module: call {call} after loading, {name}" for call in (1, 2, 3)]]
+        assert (first.median_ms > 0).all() and (first.runs == 1).all() and not first.interleaved.any()
+    assert (tuning.median_ms > 0).all()
