@@ -93,11 +93,11 @@ struct Options {
   // differ from the unoptimised graph by ~1e-5). false: run exactly the saved graph, as
   // torch.jit.load does in Python, for exact comparisons.
   bool optimize = true;
-  // TorchScript with optimize=true only. false (default): run the frozen, optimised graph as
-  // it is. true: through torch's profiling graph executor, which records input shapes on the
-  // first calls and re-specialises the graph when they change. On the CPU it has no fuser to
-  // feed, so it only costs: slower first calls, and a batch of a new size falls back to an
-  // unspecialised graph (DETR-R50: 2x slower per image; chapter 04 measures both).
+  // TorchScript with optimize=true only. false (default): run the frozen, optimised graph as it
+  // is. true: through torch's profiling graph executor, as Python runs a module by default; it
+  // records input shapes during the first calls and re-specialises the graph for them. On the
+  // CPU nothing uses that (no fuser runs), so it only slows the first calls at each new input
+  // shape (chapter 04, section 5.2). Outputs are identical either way.
   bool profiling_executor = false;
 };
 

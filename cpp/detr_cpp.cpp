@@ -147,7 +147,7 @@ PYBIND11_MODULE(detr_cpp, m) {
                              "optimize: freeze + optimize_for_inference after loading (faster; results differ\n"
                              "from the saved graph by ~1e-5). False runs the saved graph exactly as torch.jit.load.\n"
                              "profiling_executor: run the optimised graph through torch's profiling executor\n"
-                             "(slower first calls and batches of new sizes; for comparisons only).\n"
+                             "(slower first calls at each new input size; same outputs; for comparisons).\n"
                              "detect() and detect_batch() release the GIL and may be called from several threads.")
       // <notebook:gil>
       .def(py::init([](const py::object& model_path, const py::object& num_threads, bool optimize,
