@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "backend.h"
@@ -157,6 +159,15 @@ Metadata parse_metadata(const std::string& text, const std::string& path) {
     }
     metadata.traced_input_size = std::make_pair(static_cast<std::int64_t>(size->items()[0].as_number()),
                                                 static_cast<std::int64_t>(size->items()[1].as_number()));
+  }
+  if (const json::Value* compiled = root.find("compiled_for"); compiled != nullptr && compiled->is_object()) {
+    if (const json::Value* flags = compiled->find("required_cpu_flags"); flags != nullptr) {
+      if (!flags->is_array()) read.fail("compiled_for.required_cpu_flags", "a list of strings");
+      for (const json::Value& flag : flags->items()) {
+        if (!flag.is_string()) read.fail("compiled_for.required_cpu_flags", "a list of strings");
+        metadata.required_cpu_flags.push_back(flag.as_string());
+      }
+    }
   }
   if (const json::Value* version = root.find("torch_version"); version != nullptr && version->is_string()) {
     metadata.torch_version = version->as_string();
@@ -367,6 +378,33 @@ class TorchScriptBackend final : public Backend {
 
 // ---- the AOTInductor backend ---------------------------------------------------------
 
+// This CPU's feature flags from /proc/cpuinfo; empty where there is none (not Linux/x86).
+std::vector<std::string> cpu_flags() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    return {std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+  }
+  return {};
+}
+
+// A package compiled with -march=native may use any instruction set of the CPU it was built
+// on; running it on a CPU without one kills the process (SIGILL). Refuse it up front.
+void check_cpu(const Metadata& metadata, const std::string& path) {
+  if (metadata.required_cpu_flags.empty()) return;
+  const std::vector<std::string> have = cpu_flags();
+  if (have.empty()) return;  // nothing to compare with: the metadata was written on x86 Linux
+  std::string missing;
+  for (const std::string& flag : metadata.required_cpu_flags) {
+    if (std::find(have.begin(), have.end(), flag) == have.end()) missing += (missing.empty() ? "" : ", ") + flag;
+  }
+  if (!missing.empty()) {
+    throw InvalidModel(path + " was compiled (-march=native) on a CPU with " + missing +
+                       ", which this CPU lacks: compile the package on this machine, or run the TorchScript artefact");
+  }
+}
+
 // <notebook:aoti>
 // A .pt2 package made by detr_deploy.alternatives.export_aoti: torch.export's graph of the
 // same pipeline, compiled ahead of time by Inductor into a shared library inside the zip.
@@ -374,6 +412,7 @@ class TorchScriptBackend final : public Backend {
 class AotiBackend final : public Backend {
  public:
   AotiBackend(const std::string& path, const Metadata& metadata, const Options& /*options*/) : metadata_(metadata) {
+    check_cpu(metadata, path);
     try {
       // Unzips to a temporary folder and dlopens the compiled model. One runner: calls from
       // several threads take turns on it (the container hands out runners under a mutex).

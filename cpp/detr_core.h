@@ -81,6 +81,9 @@ struct Metadata {
   std::int64_t max_size = 0;    // ... unless the longer side would pass this
   std::optional<std::pair<std::int64_t, std::int64_t>> traced_input_size;  // traced: (H, W)
   std::string torch_version;    // torch that exported it
+  // AOTInductor: instruction sets of the CPU it was compiled on (-march=native), as
+  // /proc/cpuinfo names them; loading on a CPU without one of them is refused (not SIGILL).
+  std::vector<std::string> required_cpu_flags;
   std::string json;             // the metadata.json text, verbatim
 };
 

@@ -33,6 +33,7 @@ import inspect
 import io
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -74,6 +75,8 @@ __all__ = [
     "export_aoti",
     "cached_aoti",
     "load_aoti",
+    "cpu_isa_flags",
+    "check_cpu",
     "export_onnx",
     "export_openvino",
     "OnnxRuntimeDetector",
@@ -239,6 +242,48 @@ def _write_sidecar(path: Path, metadata: dict, **extra) -> Path:
 
 # ---------------------------------------------------------------------------- AOTInductor
 
+# x86 instruction-set extensions (as /proc/cpuinfo names them) that compiled code may use.
+# Inductor compiles a package with -march=native: it may use any of them the building CPU
+# has, and on a CPU without one the process dies of SIGILL. So a package records the
+# building CPU's set, and loading it (C++ Detector, load_aoti) refuses a CPU that lacks one.
+ISA_FLAGS = frozenset(
+    "sse sse2 ssse3 sse4_1 sse4_2 sse4a popcnt avx avx2 fma fma4 f16c bmi1 bmi2 lzcnt movbe adx "
+    "aes pclmulqdq sha_ni gfni vaes vpclmulqdq avx_vnni avx_vnni_int8 avx_ifma avx_ne_convert "
+    "avx512f avx512dq avx512cd avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 avx512_vnni "
+    "avx512_bitalg avx512_vpopcntdq avx512_bf16 avx512_fp16 avx512_vp2intersect "
+    "amx_tile amx_bf16 amx_int8 amx_fp16".split()
+)
+
+
+def cpu_isa_flags(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> list:
+    """The instruction-set extensions of this CPU (sorted; empty where /proc/cpuinfo has no
+    x86 ``flags`` line, e.g. on ARM or macOS: nothing is then recorded or checked)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return sorted(ISA_FLAGS.intersection(value.split()))
+    return []
+
+
+def _compiled_for(configs: dict) -> dict:
+    march = configs.get("cpp.march")  # None (the default): -march=native
+    return {"machine": platform.machine(), "march": march or "native",
+            "required_cpu_flags": cpu_isa_flags() if march is None else []}
+
+
+def check_cpu(metadata: dict, path) -> None:
+    """Raise ValueError if this CPU lacks an instruction set the package was compiled for."""
+    required = (metadata.get("compiled_for") or {}).get("required_cpu_flags") or []
+    have = cpu_isa_flags()
+    missing = sorted(set(required) - set(have)) if have else []
+    if missing:
+        raise ValueError(f"{path} was compiled (-march=native) on a CPU with {', '.join(missing)}, which this CPU "
+                         f"lacks: compile the package on this machine, or run the TorchScript artefact")
+
 
 def _drop_libtorch_dependency(library: Path) -> bool:
     """Point the compiled model's DT_NEEDED ``libtorch.so`` at ``libtorch_cpu.so`` instead.
@@ -287,6 +332,7 @@ def export_aoti(
     configs = dict(DEFAULT_INDUCTOR_CONFIGS if inductor_configs is None else inductor_configs)
     configs["aot_inductor.package"] = True
     metadata = _metadata(pipeline, detr, AOTI_FORMAT, dynamic, example_size, program)
+    metadata["compiled_for"] = _compiled_for(configs)
     start = time.perf_counter()
     with torch.no_grad():
         args, kwargs = program.example_inputs
@@ -326,7 +372,7 @@ def _hash_inputs(model: nn.Module, settings: dict) -> str:
     from .runtime import replace_needed
 
     # and what here shapes the package (not the whole file: unrelated edits keep the cache)
-    for function in (ExportablePipeline, _as_pipeline, _example_inputs, export_program, export_aoti, _metadata,
+    for function in (ExportablePipeline, _as_pipeline, _example_inputs, export_program, export_aoti, _metadata, _compiled_for,
                      _pipeline_metadata, min_resized_side, guards_hold, _drop_libtorch_dependency, replace_needed):
         digest.update(inspect.getsource(function).encode())
     return digest.hexdigest()[:16]
@@ -359,7 +405,14 @@ def demo_aoti(cache_dir=BUILD_DIR / "aoti") -> Path:
 
 def load_aoti(path):
     """The package run from Python with torch (``torch._inductor.aoti_load_package``):
-    ``runner(image, torch.tensor(threshold)) -> (boxes, scores, labels)``."""
+    ``runner(image, torch.tensor(threshold)) -> (boxes, scores, labels)``. Refuses (ValueError)
+    a package compiled for instruction sets this CPU lacks, instead of crashing on them."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = next((name for name in archive.namelist() if name.endswith("extra/" + METADATA_FILE)), None)
+        if entry is not None:
+            check_cpu(json.loads(archive.read(entry)), path)
     return torch._inductor.aoti_load_package(str(path))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import platform
 import subprocess
 import sys
 import threading
@@ -163,6 +164,16 @@ def test_package_metadata_and_sidecar(aoti_package, detr_cpp):
     assert sidecar["input"]["min_side"] == 2 and sidecar["compile_seconds"] > 0
     assert sidecar["input"]["min_resized_side"] == 17
     assert detr_cpp.read_metadata(aoti_package)["class_names"] == TINY_CLASSES
+    # the building CPU's instruction sets (-march=native), read here straight from /proc/cpuinfo
+    compiled_for = sidecar["compiled_for"]
+    assert compiled_for["march"] == "native"
+    flags_lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")] \
+        if Path("/proc/cpuinfo").is_file() else []
+    if flags_lines and platform.machine() == "x86_64":
+        this_cpu = set(flags_lines[0].split(":", 1)[1].split())
+        assert "sse2" in compiled_for["required_cpu_flags"]
+        assert set(compiled_for["required_cpu_flags"]) <= this_cpu
+        assert ("avx2" in this_cpu) == ("avx2" in compiled_for["required_cpu_flags"])
     with zipfile.ZipFile(aoti_package) as archive:
         libraries = [name for name in archive.namelist() if name.endswith(".so")]
     assert len(libraries) == 1
@@ -289,15 +300,36 @@ def bad_packages(aoti_package, tmp_path_factory):
                               ValueError, "could not be loaded as an AOTInductor package"),
         "min_side above max_side": (rewrite("sides.pt2", metadata={"input": {"max_side": 8, "min_side": 9}}),
                                     ValueError, "min_side"),
+        "another CPU": (rewrite("cpu.pt2", metadata={"compiled_for": {
+            "march": "native", "required_cpu_flags": ["sse2", "detr_test_isa"]}}),
+                        ValueError, "on a CPU with detr_test_isa, which this CPU lacks"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "truncated", "no metadata", "future version", "class count",
-                                  "no compiled model", "min_side above max_side"])
+                                  "no compiled model", "min_side above max_side", "another CPU"])
 def test_bad_packages_raise_clear_errors(detr_cpp, bad_packages, case):
     path, error, message = bad_packages[case]
     with pytest.raises(error, match=message):
         detr_cpp.Detector(path)
+
+
+def test_load_aoti_refuses_a_package_for_another_cpu(bad_packages):
+    path, error, message = bad_packages["another CPU"]
+    if not alternatives.cpu_isa_flags():
+        pytest.skip("no x86 flags in /proc/cpuinfo here: nothing to compare with")
+    with pytest.raises(error, match=message):
+        alternatives.load_aoti(path)
+
+
+def test_cpu_isa_flags_keeps_instruction_sets_only(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 hypervisor avx2 avx512f constant_tsc\n"
+                       "processor\t: 1\nflags\t\t: fpu sse2\n")
+    assert alternatives.cpu_isa_flags(cpuinfo) == ["avx2", "avx512f", "sse2"]  # the first CPU's line
+    assert alternatives.cpu_isa_flags(tmp_path / "absent") == []
+    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd\n")
+    assert alternatives.cpu_isa_flags(tmp_path / "arm") == []
 
 
 NO_TORCH = """
