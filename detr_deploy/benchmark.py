@@ -275,28 +275,25 @@ def _alternatives():
     return alternatives
 
 
-def _load_onnxruntime(context: Context) -> Loaded:
+def _load_runner(context: Context, class_name: str, artefact: str, package: str) -> Loaded:
+    """A torch-free runner of detr_deploy.runners (``class_name``) on the ``artefact`` export."""
     alternatives = _alternatives()
-    if not hasattr(alternatives, "OnnxRuntimeDetector"):
-        raise Skip("detr_deploy.alternatives has no OnnxRuntimeDetector")
+    if not hasattr(alternatives, class_name):
+        raise Skip(f"detr_deploy.alternatives has no {class_name}")
     try:
-        detector = alternatives.OnnxRuntimeDetector(str(context.artefacts.get("onnx", context)),
-                                                    num_threads=context.threads)
+        detector = getattr(alternatives, class_name)(str(context.artefacts.get(artefact, context)),
+                                                     num_threads=context.threads)
     except ImportError as error:
-        raise Skip(f"onnxruntime is not installed ({error}); pip install -r requirements-runtimes.txt") from None
+        raise Skip(f"{package} is not installed ({error}); pip install -r requirements-runtimes.txt") from None
     return Loaded(detector.detect, getattr(detector, "detect_batch", None))
+
+
+def _load_onnxruntime(context: Context) -> Loaded:
+    return _load_runner(context, "OnnxRuntimeDetector", "onnx", "onnxruntime")
 
 
 def _load_openvino(context: Context) -> Loaded:
-    alternatives = _alternatives()
-    if not hasattr(alternatives, "OpenVinoDetector"):
-        raise Skip("detr_deploy.alternatives has no OpenVinoDetector")
-    try:
-        detector = alternatives.OpenVinoDetector(str(context.artefacts.get("openvino", context)),
-                                                 num_threads=context.threads)
-    except ImportError as error:
-        raise Skip(f"openvino is not installed ({error}); pip install -r requirements-runtimes.txt") from None
-    return Loaded(detector.detect, getattr(detector, "detect_batch", None))
+    return _load_runner(context, "OpenVinoDetector", "openvino", "openvino")
 
 
 # Cold start: the code a fresh interpreter runs. It prints one JSON line with wall-clock

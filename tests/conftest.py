@@ -6,6 +6,9 @@ comparisons see full outputs rather than empty ones.
 
 from __future__ import annotations
 
+import threading
+from typing import Callable, List
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,25 @@ from detr_deploy.model import detr_small
 
 SMALL_PIPELINE = dict(min_size=224, max_size=384, score_threshold=0.0)
 SMALL_CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
+
+
+def run_in_threads(work: Callable[[int], None], workers: int) -> List[BaseException]:
+    """Run ``work(worker)`` for worker 0 .. workers-1 in that many threads at once; returns
+    the exceptions they raised (the caller asserts there are none)."""
+    errors: List[BaseException] = []
+
+    def guarded(worker):
+        try:
+            work(worker)
+        except Exception as error:  # pragma: no cover - reported by the caller
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(worker,)) for worker in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
 
 
 def make_test_image(height: int, width: int, seed: int) -> np.ndarray:

@@ -18,7 +18,6 @@ import json
 import platform
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_test_image
+from conftest import make_test_image, run_in_threads
 from detr_deploy import alternatives, cpp_build
 from detr_deploy.checkpoint import load_model
 from detr_deploy.export import make_pipeline
@@ -249,21 +248,14 @@ def test_aoti_bad_images(aoti_detector, shape, message):
 
 def test_aoti_threads_share_one_detector(aoti_detector, images):
     serial = [aoti_detector.detect(image) for image in images]
-    results, errors = {}, []
+    results = {}
 
     def work(worker):
-        try:
-            for index in range(len(images)):
-                position = (index + worker) % len(images)
-                results[worker, position] = aoti_detector.detect(images[position])
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        for index in range(len(images)):
+            position = (index + worker) % len(images)
+            results[worker, position] = aoti_detector.detect(images[position])
 
-    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(work, workers=3)
     assert not errors, errors
     for (_, position), found in results.items():
         for key in found:

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
+from conftest import run_in_threads
 from detr_deploy import cpp_build
 from detr_deploy.export import export_model, freeze_and_optimize, load_artefact
 from detr_deploy.paths import REPO_ROOT
@@ -475,22 +476,14 @@ def test_threads_share_one_detector(any_detector, test_images):
     detector = any_detector
     serial = [detector.detect(image) for image in test_images]
     results = {}
-    errors = []
 
     def work(worker):
-        try:
-            for round_ in range(2):
-                for index in range(len(test_images)):
-                    position = (index + worker) % len(test_images)  # threads hit different sizes at once
-                    results[worker, round_, position] = detector.detect(test_images[position])
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        for round_ in range(2):
+            for index in range(len(test_images)):
+                position = (index + worker) % len(test_images)  # threads hit different sizes at once
+                results[worker, round_, position] = detector.detect(test_images[position])
 
-    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(work, workers=4)
     assert not errors, errors
     assert len(results) == 4 * 2 * len(test_images)
     for (_, _, position), found in results.items():

@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from conftest import SMALL_CLASSES, make_test_image
+from conftest import SMALL_CLASSES, make_test_image, run_in_threads
 from detr_deploy import cpp_build, model_repository
 from detr_deploy.export import load_artefact, save_artefact, sha256_of
 from detr_deploy.service import (ExternalBackend, ServiceError, Settings, check_threshold, decode_image,
@@ -460,22 +460,15 @@ def test_score_threshold_from_query_and_json(embedded, reference, images):
 
 def test_parallel_requests_get_the_serial_answers(embedded, images):
     serial = [embedded.detect(png_bytes(image))[2]["detections"] for image in images]
-    results, errors = {}, []
+    results = {}
 
     def work(worker):
-        try:
-            for index in range(len(images)):
-                position = (index + worker) % len(images)
-                status, _, answer = embedded.detect(png_bytes(images[position]))
-                results[worker, position] = (status, answer["detections"])
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        for index in range(len(images)):
+            position = (index + worker) % len(images)
+            status, _, answer = embedded.detect(png_bytes(images[position]))
+            results[worker, position] = (status, answer["detections"])
 
-    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(work, workers=3)
     assert not errors and len(results) == 3 * len(images)
     for (_, position), (status, detections) in results.items():
         assert status == 200 and detections == serial[position]
