@@ -44,21 +44,21 @@ system-deps:
 	@bash scripts/install_system_deps.sh
 
 build: setup system-deps
-	$(PY) -m detr_deploy.cpp_build
+	$(PY) -m detr_deploy.native.cpp_build
 
 runtime: build
-	$(PY) -m detr_deploy.runtime --out build/runtime --model data/models/demo.pt
+	$(PY) -m detr_deploy.native.runtime_folder --out build/runtime --model data/models/demo.pt
 
 model-repository: setup
-	$(PY) -m detr_deploy.model_repository --out build/model_repository --model data/models/demo.pt
+	$(PY) -m detr_deploy.export.model_repository --out build/model_repository --model data/models/demo.pt
 
 # The full measurement of chapter 04 (about 20 minutes on 2 cores); writes data/benchmarks/.
 benchmark: build setup-runtimes
-	$(PY) -m detr_deploy.benchmark --out data/benchmarks
+	$(PY) -m detr_deploy.bench --out data/benchmarks
 
 # The README's headline numbers, from data/benchmarks/ (tests check they match).
 readme: setup
-	$(PY) -m detr_deploy.readme
+	$(PY) -m detr_deploy.bench.readme
 
 run: build setup-runtimes
 	@for notebook in $(NOTEBOOKS); do \

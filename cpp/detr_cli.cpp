@@ -24,7 +24,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--repeat R] [--warmup W]\n"
     "  MODEL          artefact (.pt) exported by python -m detr_deploy.export, or an AOTInductor\n"
-    "                 package (.pt2) from python -m detr_deploy.alternatives aoti\n"
+    "                 package (.pt2) from python -m detr_deploy.export --format aoti\n"
     "  IMAGE          image file (any format OpenCV reads; alpha is dropped, greyscale expanded)\n"
     "  --threshold T  score threshold in [0, 1) (default: the artefact's)\n"
     "  --threads N    torch intra-op threads (default: torch's)\n"

@@ -406,7 +406,7 @@ void check_cpu(const Metadata& metadata, const std::string& path) {
 }
 
 // <notebook:aoti>
-// A .pt2 package made by detr_deploy.alternatives.export_aoti: torch.export's graph of the
+// A .pt2 package made by detr_deploy.export.aoti.export_aoti: torch.export's graph of the
 // same pipeline, compiled ahead of time by Inductor into a shared library inside the zip.
 // forward(image uint8 [H, W, 3], score_threshold float32 []) -> (boxes, scores, labels).
 class AotiBackend final : public Backend {
@@ -532,7 +532,7 @@ Metadata read_metadata(const std::string& model_path) {
   }
   if (!found) {
     throw InvalidModel(model_path + " carries no metadata.json: not an artefact exported by detr_deploy "
-                       "(python -m detr_deploy.export, or detr_deploy.alternatives for .pt2)");
+                       "(python -m detr_deploy.export; --format aoti for .pt2)");
   }
   return parse_metadata(text, model_path);
 }

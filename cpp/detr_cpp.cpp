@@ -3,8 +3,8 @@
 <%
 # cppimport runs this block when it (re)builds the module, never on import. Every path and
 # flag is read from the torch installed in this Python environment at build time (see
-# detr_deploy/cpp_build.py: torch_build_info), so the repository holds no absolute path.
-from detr_deploy.cpp_build import torch_build_info
+# detr_deploy/native/cpp_build.py: torch_build_info), so the repository holds no absolute path.
+from detr_deploy.native.cpp_build import torch_build_info
 torch_info = torch_build_info()
 setup_pybind11(cfg)  # pybind11's headers; also *prepends* -std=c++11 -fvisibility=hidden
 cfg["extra_compile_args"] += [
@@ -141,7 +141,7 @@ PYBIND11_MODULE(detr_cpp, m) {
   });
 
   py::class_<detr::Detector>(m, "Detector",
-                             "A loaded DETR artefact (.pt exported by detr_deploy.export).\n\n"
+                             "A loaded DETR artefact (.pt exported by python -m detr_deploy.export).\n\n"
                              "Detector(model_path, num_threads=None, optimize=True, profiling_executor=False)\n\n"
                              "num_threads: torch's intra-op thread count (process-wide); None keeps the default.\n"
                              "optimize: freeze + optimize_for_inference after loading (faster; results differ\n"

@@ -18,7 +18,7 @@ for validation during training (where pycocotools may be missing) and checked ag
 the tests.
 
 Python: ``evaluate(model_or_path, data_path, ...) -> dict``. ``model_or_path`` may be a path,
-a :class:`~detr_deploy.model.DETR`, a :class:`~detr_deploy.deploy.DetectionPipeline`, a
+a :class:`~detr_deploy.model.detr.DETR`, a :class:`~detr_deploy.model.pipeline.DetectionPipeline`, a
 TorchScript module, or any callable ``f(image uint8 [H, W, 3] tensor, score_threshold) ->
 (boxes xyxy [N, 4], scores [N], labels [N])`` (pass ``class_names=`` or give it a
 ``class_names`` attribute).
@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .paths import MODELS_DIR, relative
+from detr_deploy.cli import add_model_argument
+from detr_deploy.paths import MODELS_DIR, relative
 
 __all__ = ["DEFAULT_MODEL", "load_detector", "evaluate", "coco_map", "coco_eval_pycocotools", "main"]
 
@@ -215,7 +216,7 @@ class _Detector:
 
 
 def _pipeline_for(model, settings: dict):
-    from .deploy import DetectionPipeline
+    from detr_deploy.model.pipeline import DetectionPipeline
 
     pipeline = DetectionPipeline(model.eval(), num_classes=model.config.num_classes, **settings).eval()
     return pipeline
@@ -224,7 +225,7 @@ def _pipeline_for(model, settings: dict):
 def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = None,
                   min_size: Optional[int] = None, max_size: Optional[int] = None) -> _Detector:
     """Wrap a path (.pt artefact / .pth checkpoint), a DETR, a pipeline or a callable."""
-    from .model import DETR
+    from detr_deploy.model.detr import DETR
 
     if model_or_path is None:
         model_or_path = DEFAULT_MODEL
@@ -233,7 +234,7 @@ def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = Non
         if not path.is_file():
             raise FileNotFoundError(f"model not found: {path}")
         if path.suffix == ".pth":
-            from .checkpoint import load_model, read_state_dict
+            from detr_deploy.model.checkpoint import load_model, read_state_dict
 
             _, extra = read_state_dict(path)
             pipeline_settings = dict(extra.get("pipeline") or {})
@@ -245,7 +246,7 @@ def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = Non
             model = load_model(path)
             pipeline = _pipeline_for(model, pipeline_settings)
             return _Detector(pipeline, class_names or model.config.class_names, relative(path))
-        from .export import load_artefact
+        from detr_deploy.export.torchscript import load_artefact
 
         module, metadata = load_artefact(path)
         return _Detector(module, class_names or metadata["class_names"], relative(path))
@@ -278,7 +279,7 @@ def evaluate(
     ``per_class`` maps class name -> AP@0.5 for the classes with ground truth;
     ``per_class_map`` the same for AP@[.5:.95]. ``backend="numpy"`` uses :func:`coco_map`.
     """
-    from .datasets import read_labelled
+    from detr_deploy.data.datasets import read_labelled
 
     detector = load_detector(model_or_path, class_names, min_size, max_size)
     names = detector.class_names
@@ -331,8 +332,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--data", required=True,
                         help="COCO .json, folder with annotations.json + images/, or folder of images + VOC .xml")
-    parser.add_argument("--model", default=None,
-                        help=f"artefact .pt or training checkpoint .pth (default: {relative(DEFAULT_MODEL)})")
+    source = parser.add_mutually_exclusive_group()
+    add_model_argument(source, default=None, what=f"exported artefact .pt (default: {relative(DEFAULT_MODEL)})")
+    source.add_argument("--checkpoint", metavar="FILE", help="weights .pth saved by detr_deploy (training's checkpoint.pth)")
     parser.add_argument("--threshold", type=float, default=0.001, help="score threshold for detections (low for AP)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--backend", choices=["pycocotools", "numpy"], default="pycocotools")
@@ -341,7 +343,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.model, args.data, args.threshold, max_images=args.max_images, backend=args.backend,
+        result = evaluate(args.checkpoint or args.model, args.data, args.threshold, max_images=args.max_images, backend=args.backend,
                           min_size=args.min_size, max_size=args.max_size, progress=args.progress)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

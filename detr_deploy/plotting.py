@@ -1,6 +1,6 @@
 """Figures for the chapters: detections on images, decoder attention, per-class scores.
 
-Colours come from :data:`detr_deploy.cards.CLASS_COLORS`, so a class has the same colour in
+Colours come from :data:`detr_deploy.data.cards.CLASS_COLORS`, so a class has the same colour in
 every figure and in the generator's label drawings.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cards import CLASS_COLORS
+from detr_deploy.data.cards import CLASS_COLORS
 
 __all__ = [
     "class_color",

@@ -5,7 +5,7 @@
 #   DEVICE=cpu STEPS=3 SMALL=1 bash scripts/gpu_train.sh    # dry run of every stage on a CPU (~3 min)
 #
 # 1. pre-renders training cards (seed SEED) and validation cards (seed VAL_SEED) at the training
-#    resolution with every CPU core (python -m detr_deploy.datasets);
+#    resolution with every CPU core (python -m detr_deploy.data.datasets);
 # 2. ablation: the CONFIGS below run concurrently on the one GPU, each for ABL_SECONDS of training,
 #    scored by mAP@0.5 on the validation cards, while EXTRA_CARDS more training cards render on
 #    the spare cores (RENDER_B_FIRST=1 renders them before the ablation instead: on the lent
@@ -63,7 +63,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 $PY - <<'EOF'
 import os, torch, numpy, PIL
 print(f"torch {torch.__version__} cuda={torch.cuda.is_available()} numpy {numpy.__version__} Pillow {PIL.__version__} cpus {os.cpu_count()}")
-from detr_deploy.cards import _font_families
+from detr_deploy.data.cards import _font_families
 print("card fonts:", ", ".join(f.name for f in _font_families()))
 EOF
 
@@ -72,10 +72,10 @@ VAL="$WORK/val_s${VAL_SEED}_${VAL_CARDS}"
 CACHE_A="$WORK/train_s${SEED}_a${ABL_CARDS}"
 CACHE_B="$WORK/train_s${SEED}_b${EXTRA_CARDS}"
 RES="--min-size $MIN_SIZE --max-size $MAX_SIZE"
-$PY -m detr_deploy.datasets "$VAL" --num "$VAL_CARDS" --seed "$VAL_SEED" $RES || { stamp "FAILED: rendering"; exit 1; }
-$PY -m detr_deploy.datasets "$CACHE_A" --num "$ABL_CARDS" --seed "$SEED" $RES || { stamp "FAILED: rendering"; exit 1; }
+$PY -m detr_deploy.data.datasets "$VAL" --num "$VAL_CARDS" --seed "$VAL_SEED" $RES || { stamp "FAILED: rendering"; exit 1; }
+$PY -m detr_deploy.data.datasets "$CACHE_A" --num "$ABL_CARDS" --seed "$SEED" $RES || { stamp "FAILED: rendering"; exit 1; }
 if [ "$RENDER_B_FIRST" = 1 ]; then
-  $PY -m detr_deploy.datasets "$CACHE_B" --num "$EXTRA_CARDS" --seed "$SEED" --start "$ABL_CARDS" $RES \
+  $PY -m detr_deploy.data.datasets "$CACHE_B" --num "$EXTRA_CARDS" --seed "$SEED" --start "$ABL_CARDS" $RES \
     > "$WORK/render_b.txt" 2>&1 || { stamp "FAILED: rendering"; exit 1; }
 fi
 stamp "rendered validation and training cards"
@@ -108,7 +108,7 @@ if [ "$RENDER_B_FIRST" = 1 ]; then
   true & RENDER_PID=$!  # already rendered
 else
   RENDER_WORKERS=$(( $(nproc) > 8 ? $(nproc) - 6 : 1 ))
-  $PY -m detr_deploy.datasets "$CACHE_B" --num "$EXTRA_CARDS" --seed "$SEED" --start "$ABL_CARDS" $RES \
+  $PY -m detr_deploy.data.datasets "$CACHE_B" --num "$EXTRA_CARDS" --seed "$SEED" --start "$ABL_CARDS" $RES \
     --workers "$RENDER_WORKERS" > "$WORK/render_b.txt" 2>&1 &
   RENDER_PID=$!
 fi
@@ -199,8 +199,8 @@ stamp "training done (exit $STATUS)"
 if [ "$STATUS" = 0 ] && [ "$EXPORT" = 1 ]; then
   $PY - "$OUT" "$MIN_SIZE" "$MAX_SIZE" "$THRESHOLD" <<'EOF'
 import sys
-from detr_deploy.checkpoint import load_model, read_state_dict, save_checkpoint
-from detr_deploy.export import export_model
+from detr_deploy.model.checkpoint import load_model, read_state_dict, save_checkpoint
+from detr_deploy.export.torchscript import export_model
 out, min_size, max_size, threshold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 _, extra = read_state_dict(f"{out}/model_fp16.pth")
 model = load_model(f"{out}/model_fp16.pth")  # fp16 values, loaded into fp32 parameters
@@ -210,7 +210,7 @@ export_model(model, f"{out}/demo.pt", method="script", min_size=min_size, max_si
 print(f"wrote {out}/demo_weights.pth and {out}/demo.pt (+ .json)")
 EOF
   HELDOUT="$WORK/heldout_s${TEST_SEED}_${TEST_CARDS}"
-  if $PY -m detr_deploy.cards "$HELDOUT" --num-images "$TEST_CARDS" --seed "$TEST_SEED" --formats coco > /dev/null 2>&1 \
+  if $PY -m detr_deploy.data.cards "$HELDOUT" --num-images "$TEST_CARDS" --seed "$TEST_SEED" --formats coco > /dev/null 2>&1 \
      && $PY -m detr_deploy.evaluate --data "$HELDOUT" --model "$OUT/demo.pt" > "$OUT/heldout_eval.json"; then
     cat "$OUT/heldout_eval.json"
   else

@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from detr_deploy import benchmark, cpp_build  # noqa: E402
-from detr_deploy.alternatives import DEFAULT_INDUCTOR_CONFIGS, export_aoti  # noqa: E402
-from detr_deploy.export import export_model  # noqa: E402
+from detr_deploy.export.alternatives import DEFAULT_INDUCTOR_CONFIGS, export_aoti  # noqa: E402
+from detr_deploy.export.torchscript import export_model  # noqa: E402
 from detr_deploy.paths import BUILD_DIR  # noqa: E402
-from detr_deploy.timing import summarise_times, time_interleaved  # noqa: E402
+from detr_deploy.bench.timing import summarise_times, time_interleaved  # noqa: E402
 
 OUT = BUILD_DIR / "libtorch_options"
 SIZE = (512, 683)
@@ -45,7 +45,7 @@ import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 sys.path.insert(0, {repo!r})
 import numpy as np, torch
-from detr_deploy.export import load_artefact
+from detr_deploy.export.torchscript import load_artefact
 torch.set_num_threads({threads})
 module = torch.jit.freeze(load_artefact({artefact!r})[0].eval(), preserved_attrs=["forward_batch"])
 {switch}

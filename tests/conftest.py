@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from detr_deploy.export import export_model
-from detr_deploy.model import detr_small
+from detr_deploy.export.torchscript import export_model
+from detr_deploy.model.detr import detr_small
 
 SMALL_PIPELINE = dict(min_size=224, max_size=384, score_threshold=0.0)
 SMALL_CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]

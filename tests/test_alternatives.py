@@ -26,11 +26,13 @@ import pytest
 import torch
 
 from conftest import make_test_image, run_in_threads
-from detr_deploy import alternatives, cpp_build
-from detr_deploy.checkpoint import load_model
-from detr_deploy.export import make_pipeline
-from detr_deploy.model import detr_small
+from detr_deploy.export import alternatives
+from detr_deploy.native import cpp_build
+from detr_deploy.model.checkpoint import load_model
+from detr_deploy.export.torchscript import make_pipeline
+from detr_deploy.model.detr import detr_small
 from detr_deploy.paths import MODELS_DIR
+from torch_free import BLOCK_TORCH
 
 TINY = dict(min_size=96, max_size=192, score_threshold=0.0)
 TINY_CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
@@ -179,7 +181,7 @@ def test_package_metadata_and_sidecar(aoti_package, detr_cpp):
 
 
 def test_compiled_model_does_not_need_libtorch_so(aoti_package, tmp_path):
-    from detr_deploy.runtime import needed_libraries
+    from detr_deploy.native.runtime_folder import needed_libraries
 
     with zipfile.ZipFile(aoti_package) as archive:
         name = next(name for name in archive.namelist() if name.endswith(".so"))
@@ -324,13 +326,8 @@ def test_cpu_isa_flags_keeps_instruction_sets_only(tmp_path):
     assert alternatives.cpu_isa_flags(tmp_path / "arm") == []
 
 
-NO_TORCH = """
-import importlib.abc, importlib.util, json, sys
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked")
-sys.meta_path.insert(0, NoTorch())
+NO_TORCH = BLOCK_TORCH + """
+import importlib.util, json, sys
 import numpy as np
 spec = importlib.util.spec_from_file_location("detr_cpp", sys.argv[1])
 detr_cpp = importlib.util.module_from_spec(spec)
@@ -437,7 +434,7 @@ def test_missing_extra_names_the_requirements_file(monkeypatch, tmp_path):
 
 def test_module_imports_without_the_extras():
     code = ("import sys; sys.modules.update(onnx=None, onnxruntime=None, openvino=None, onnxscript=None); "
-            "import detr_deploy.alternatives as a; print(a.AOTI_FORMAT)")
+            "import detr_deploy.export.alternatives as a; print(a.AOTI_FORMAT)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "aotinductor" in result.stdout, result.stderr
 
@@ -445,7 +442,7 @@ def test_module_imports_without_the_extras():
 def test_runners_do_not_import_torch(onnx_path, images):
     """A service running ONNX Runtime ships no torch: the runner module must not import it."""
     pytest.importorskip("onnxruntime")
-    code = ("import sys, json, numpy as np; from detr_deploy.runners import OnnxRuntimeDetector; "
+    code = ("import sys, json, numpy as np; from detr_deploy.native.runners import OnnxRuntimeDetector; "
             f"found = OnnxRuntimeDetector({str(onnx_path)!r}).detect(np.load(sys.argv[1])); "
             "print(json.dumps({'torch': 'torch' in sys.modules, 'labels': found['labels'].tolist()}))")
     np.save(onnx_path.parent / "image.npy", images[0])

@@ -14,9 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from detr_deploy import benchmark, sizes
-from detr_deploy.flops import conv2d_flops, count_flops, detr_flops, gemm_peak_gflops, linear_flops
-from detr_deploy.model import detr_small
+from detr_deploy.bench import benchmark
+from detr_deploy.bench import sizes
+from detr_deploy.bench.flops import conv2d_flops, count_flops, detr_flops, gemm_peak_gflops, linear_flops
+from detr_deploy.model.detr import detr_small
 
 
 # ---------------------------------------------------------------------------- FLOPs

@@ -1,4 +1,4 @@
-"""Tests for the synthetic card generator (detr_deploy.cards) and the label files (detr_deploy.annotations)."""
+"""Tests for the synthetic card generator (detr_deploy.data.cards) and the label files (detr_deploy.data.annotations)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detr_deploy.annotations import read_coco, read_voc, write_coco, write_voc
-from detr_deploy.cards import CLASS_COLORS, CLASS_NAMES, TEMPLATES, draw_labels, generate_dataset, render_card
+from detr_deploy.data.annotations import read_coco, read_voc, write_coco, write_voc
+from detr_deploy.data.cards import CLASS_COLORS, CLASS_NAMES, TEMPLATES, draw_labels, generate_dataset, render_card
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = range(50)
@@ -394,7 +394,7 @@ def test_generate_dataset_matches_render_card(tmp_path):
 def test_cli_writes_files(tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(
-        [sys.executable, "-m", "detr_deploy.cards", str(out), "--num-images", "3", "--seed", "7", "--max-side", "400", "--no-progress"],
+        [sys.executable, "-m", "detr_deploy.data.cards", str(out), "--num-images", "3", "--seed", "7", "--max-side", "400", "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -407,7 +407,7 @@ def test_cli_writes_files(tmp_path):
         with Image.open(path) as im:
             assert max(im.size) <= 400
 
-    helped = subprocess.run([sys.executable, "-m", "detr_deploy.cards", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    helped = subprocess.run([sys.executable, "-m", "detr_deploy.data.cards", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "--num-images" in helped.stdout and "--max-side" in helped.stdout
 
 

@@ -36,9 +36,10 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from conftest import run_in_threads
-from detr_deploy import cpp_build
-from detr_deploy.export import export_model, freeze_and_optimize, load_artefact
+from detr_deploy.native import cpp_build
+from detr_deploy.export.torchscript import export_model, freeze_and_optimize, load_artefact
 from detr_deploy.paths import REPO_ROOT
+from torch_free import BLOCK_TORCH
 
 BOX_ATOL = 1e-2  # pixels
 SCORE_ATOL = 1e-5
@@ -67,7 +68,7 @@ def exact_detector(detr_cpp, small_artefact):
 def aoti_detector(detr_cpp):
     """The same Detector on the demo model's AOTInductor .pt2 (compiled once, cached under
     build/aoti; test_alternatives.py checks it against eager)."""
-    from detr_deploy.alternatives import demo_aoti
+    from detr_deploy.export.alternatives import demo_aoti
 
     return detr_cpp.Detector(demo_aoti())
 
@@ -146,7 +147,7 @@ def test_module_built_lean_and_cached(detr_cpp):
 
 
 def test_module_links_only_cpu_libtorch(detr_cpp):
-    from detr_deploy.runtime import needed_libraries, read_rpath
+    from detr_deploy.native.runtime_folder import needed_libraries, read_rpath
 
     needed = needed_libraries(Path(detr_cpp.__file__))
     assert "libtorch_cpu.so" in needed and "libc10.so" in needed
@@ -548,16 +549,8 @@ def test_memory_stays_flat(detr_cpp, tiny_artefact):
 
 # ---------------------------------------------------------------------------- Python without torch
 
-NO_TORCH_SCRIPT = """
-import importlib.abc, importlib.util, json, sys
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this interpreter")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
+NO_TORCH_SCRIPT = BLOCK_TORCH + """
+import importlib.util, json, sys
 import numpy as np
 
 module_path, model_path, images_path, out_path, threads = sys.argv[1:6]

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detr_deploy import runtime, service
+from detr_deploy.native import runtime_folder
+from detr_deploy.serve import service
 from detr_deploy.paths import REPO_ROOT
 from test_service import ServiceProcess, png_bytes
 
 DOCKERFILE = service.DOCKERFILE
 SERVICE_FILES = ["detr_deploy/__init__.py", "detr_deploy/paths.py", "detr_deploy/images.py",
-                 "detr_deploy/service.py"]
+                 "detr_deploy/serve/service.py"]
 
 
 def _hadolint() -> str:
@@ -100,7 +101,7 @@ def test_dockerignore_rules():
     for path in SERVICE_FILES + ["build/runtime/model.pt", "build/runtime/lib/libtorch_cpu.so"]:
         assert not ignore.excluded(path), path
     for path in [".venv/bin/python", "data/models/demo.pt", "build/models/detr_small.pt", "tests/test_cpp.py",
-                 "detr_deploy/model.py", "cpp/detr_cpp.cpp", "notebooks/x.ipynb", "build/runtime_old/a"]:
+                 "detr_deploy/model/detr.py", "cpp/detr_cpp.cpp", "notebooks/x.ipynb", "build/runtime_old/a"]:
         assert ignore.excluded(path), path
     rules = service.DockerIgnore.__new__(service.DockerIgnore)
     rules.rules = []
@@ -118,14 +119,14 @@ def test_dockerignore_rules():
 def context(small_artefact, tmp_path_factory):
     """A build context as the README's steps leave it: the service sources, .dockerignore and
     build/runtime assembled for the model (not stripped, to keep the test quick)."""
-    from detr_deploy import cpp_build
+    from detr_deploy.native import cpp_build
 
     cpp_build.build_module()
     root = tmp_path_factory.mktemp("context")
     for name in SERVICE_FILES + [".dockerignore"]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, root / name)
-    folder = runtime.assemble(root / "build" / "runtime", small_artefact, module=cpp_build.module_path(),
+    folder = runtime_folder.assemble(root / "build" / "runtime", small_artefact, module=cpp_build.module_path(),
                               strip=False, quiet=True)
     return root, folder
 

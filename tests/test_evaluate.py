@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from detr_deploy.annotations import write_coco, write_voc
+from detr_deploy.data.annotations import write_coco, write_voc
 from detr_deploy.evaluate import coco_eval_pycocotools, coco_map, evaluate, main
-from detr_deploy.export import ARTEFACT_FORMAT, ARTEFACT_FORMAT_VERSION, save_artefact
+from detr_deploy.export.torchscript import ARTEFACT_FORMAT, ARTEFACT_FORMAT_VERSION, save_artefact
 
 CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
 

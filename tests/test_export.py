@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import SMALL_PIPELINE
-from detr_deploy.deploy import DetectionPipeline
-from detr_deploy.export import (
+from detr_deploy.model.pipeline import DetectionPipeline
+from detr_deploy.export.torchscript import (
     freeze_and_optimize,
     load_artefact,
     make_pipeline,
@@ -17,7 +17,7 @@ from detr_deploy.export import (
     sha256_of,
     trace_pipeline,
 )
-from detr_deploy.box_ops import box_cxcywh_to_xyxy
+from detr_deploy.model.box_ops import box_cxcywh_to_xyxy
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_artefact_files_and_integrity(small_artefact, tmp_path):
 
 def test_box_conversion_round_trip():
     boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0]])
-    from detr_deploy.box_ops import box_xyxy_to_cxcywh
+    from detr_deploy.model.box_ops import box_xyxy_to_cxcywh
 
     cxcywh = box_xyxy_to_cxcywh(boxes)
     torch.testing.assert_close(cxcywh, torch.tensor([[20.0, 40.0, 20.0, 40.0]]))

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from detr_deploy.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
-from detr_deploy.losses import QueryLayout, SetCriterion, TrainingQueries, paired_giou
-from detr_deploy.matcher import (
+from detr_deploy.model.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from detr_deploy.train.losses import QueryLayout, SetCriterion, TrainingQueries, paired_giou
+from detr_deploy.train.matcher import (
     HungarianMatcher,
     TargetBatch,
     batched_matching_cost,
     elementwise_giou,
     matching_cost,
 )
-from detr_deploy.model import detr_small
+from detr_deploy.model.detr import detr_small
 
 K = 6  # classes; logits have K + 1 entries, the last is "no object"
 

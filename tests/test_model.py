@@ -8,14 +8,14 @@ import pytest
 import torch
 import torchvision
 
-from detr_deploy.checkpoint import (
+from detr_deploy.model.checkpoint import (
     CheckpointMismatchError,
     load_checkpoint,
     load_model,
     read_state_dict,
     save_checkpoint,
 )
-from detr_deploy.model import (
+from detr_deploy.model.detr import (
     SinePositionalEncoding,
     count_parameters,
     detr_resnet50,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from detr_deploy.cards import CLASS_NAMES
+from detr_deploy.data.cards import CLASS_NAMES
 from detr_deploy.plotting import (
     box_iou_matrix,
     decoder_cross_attention,
@@ -90,7 +90,7 @@ def test_figures_draw():
 
 
 def test_decoder_cross_attention_sums_to_one():
-    from detr_deploy.model import detr_small
+    from detr_deploy.model.detr import detr_small
 
     model = detr_small(seed=0, num_queries=5, num_classes=6).eval()
     weights, outputs = decoder_cross_attention(model, torch.rand(1, 3, 64, 96))

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from detr_deploy import readme
+from detr_deploy.bench import readme
 
 LATENCY_FIELDS = ["model", "runtime", "label", "height", "width", "threads", "batch", "median_ms", "ratio_to_eager"]
 
@@ -13,7 +13,7 @@ LATENCY_FIELDS = ["model", "runtime", "label", "height", "width", "threads", "ba
 def _write_run(folder, latency_rows, deployment):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "benchmark.json").write_text(json.dumps({
-        "command": "python -m detr_deploy.benchmark", "created": "2026-01-01 00:00:00 UTC",
+        "command": "python -m detr_deploy.bench", "created": "2026-01-01 00:00:00 UTC",
         "machine": {"cpu": "Test CPU", "usable_cores": 2, "versions": {"torch": "9.9"}},
     }))
     with (folder / "latency.csv").open("w", newline="") as handle:
@@ -33,7 +33,7 @@ def _row(runtime, height, width, threads, batch, median):
 
 
 def test_committed_readme_matches_committed_benchmark_run():
-    assert readme.main(["--check"]) == 0, "run: python -m detr_deploy.readme"
+    assert readme.main(["--check"]) == 0, "run: python -m detr_deploy.bench.readme"
 
 
 def test_headline_picks_largest_input_most_threads_batch_one_sorted_by_latency(tmp_path):

@@ -1,4 +1,4 @@
-"""The slim runtime folder (``python -m detr_deploy.runtime``): self-contained and relocatable.
+"""The slim runtime folder (``python -m detr_deploy.native.runtime_folder``): self-contained and relocatable.
 
 The folder is assembled once, then *moved* to another directory (so any path baked in at
 assembly time would break), and used from a third working directory by an interpreter in
@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detr_deploy import cpp_build, runtime
+from detr_deploy.native import cpp_build
+from detr_deploy.native import runtime_folder
+from torch_free import BLOCK_TORCH
 
 LIBRARY_DIR = Path(cpp_build.torch_build_info()["library_dir"])
 
@@ -28,24 +30,15 @@ def detr_cpp():
 
 
 @pytest.fixture(scope="module")
-def runtime_folder(detr_cpp, small_artefact, tmp_path_factory):
+def assembled_folder(detr_cpp, small_artefact, tmp_path_factory):
     """(report, folder): assembled in one place, then moved elsewhere."""
     assembled = tmp_path_factory.mktemp("assembled") / "runtime"
-    report = runtime.assemble(assembled, small_artefact, quiet=True)
+    report = runtime_folder.assemble(assembled, small_artefact, quiet=True)
     moved = tmp_path_factory.mktemp("moved") / "detr_runtime"
     shutil.move(str(assembled), str(moved))
     assert not assembled.exists()
     return report, moved
 
-
-BLOCK_TORCH = """
-import importlib.abc, sys
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this interpreter")
-sys.meta_path.insert(0, NoTorch())
-"""
 
 USE_FOLDER = BLOCK_TORCH + """
 import json
@@ -67,8 +60,8 @@ def _clean_env():
     return env
 
 
-def test_folder_holds_exactly_what_the_module_needs(runtime_folder):
-    report, folder = runtime_folder
+def test_folder_holds_exactly_what_the_module_needs(assembled_folder):
+    report, folder = assembled_folder
     names = sorted(path.name for path in (folder / "lib").iterdir())
     assert names == sorted(report.libraries)
     assert {"libtorch_cpu.so", "libc10.so"} <= set(names)
@@ -80,7 +73,7 @@ def test_folder_holds_exactly_what_the_module_needs(runtime_folder):
         assert info["needed_by"], f"{name} shipped but nothing needs it"
     # CUDA: only what libtorch_cpu.so itself links (runtime and profiler), per its NEEDED entries
     cuda = {name for name in names if "cuda" in name or "cupti" in name}
-    assert cuda == {name for name in runtime.needed_libraries(LIBRARY_DIR / "libtorch_cpu.so")
+    assert cuda == {name for name in runtime_folder.needed_libraries(LIBRARY_DIR / "libtorch_cpu.so")
                     if "cuda" in name or "cupti" in name}
     assert not [name for name in names if name.startswith(("libc.so", "libstdc++", "libm.so", "ld-linux"))]
     assert {"model.pt", "example.py", "manifest.json", report.module.name} <= {p.name for p in folder.iterdir()}
@@ -90,21 +83,21 @@ def test_folder_holds_exactly_what_the_module_needs(runtime_folder):
     assert total == report.total_bytes
 
 
-def test_rpaths_are_origin_relative(runtime_folder):
-    _, folder = runtime_folder
+def test_rpaths_are_origin_relative(assembled_folder):
+    _, folder = assembled_folder
     module = next(folder.glob("detr_cpp*.so"))
-    assert runtime.read_rpath(module) == "$ORIGIN/lib"
+    assert runtime_folder.read_rpath(module) == "$ORIGIN/lib"
     for library in (folder / "lib").iterdir():
-        assert runtime.read_rpath(library) in (None, "$ORIGIN"), library.name
-    for name, path in runtime.ldd(module):
+        assert runtime_folder.read_rpath(library) in (None, "$ORIGIN"), library.name
+    for name, path in runtime_folder.ldd(module):
         assert path is not None, f"{name} not found"
-        if not runtime.is_system_library(name, path):
+        if not runtime_folder.is_system_library(name, path):
             assert Path(path).parent == folder / "lib", f"{name} resolves to {path}"
 
 
-def test_folder_runs_without_torch_from_another_directory(runtime_folder, detr_cpp, small_artefact, test_images,
+def test_folder_runs_without_torch_from_another_directory(assembled_folder, detr_cpp, small_artefact, test_images,
                                                           tmp_path):
-    _, folder = runtime_folder
+    _, folder = assembled_folder
     image = test_images[0]
     np.save(tmp_path / "image.npy", image)
     script = tmp_path / "use_folder.py"
@@ -125,8 +118,8 @@ def test_folder_runs_without_torch_from_another_directory(runtime_folder, detr_c
     assert output["labels"] == expected["labels"].tolist()
 
 
-def test_example_script_runs(runtime_folder, test_images, tmp_path):
-    _, folder = runtime_folder
+def test_example_script_runs(assembled_folder, test_images, tmp_path):
+    _, folder = assembled_folder
     example = (folder / "example.py").read_text()
     code_lines = [line for line in example.splitlines() if line.strip() and not line.startswith(('"""', "usage"))]
     assert len(code_lines) <= 16
@@ -143,38 +136,38 @@ def test_example_script_runs(runtime_folder, test_images, tmp_path):
 
 def test_command_line_prints_total_size(detr_cpp, small_artefact, tmp_path, capsys):
     out = tmp_path / "rt"
-    assert runtime.main(["--out", str(out), "--model", str(small_artefact), "--no-strip"]) == 0
+    assert runtime_folder.main(["--out", str(out), "--model", str(small_artefact), "--no-strip"]) == 0
     printed = capsys.readouterr().out
     assert "total" in printed and "MB" in printed and "libtorch_cpu.so" in printed
     assert json.loads((out / "manifest.json").read_text())["stripped"] is False
     # re-running replaces its own folder, but never a folder it did not make
-    assert runtime.main(["--out", str(out), "--model", str(small_artefact)]) == 0
+    assert runtime_folder.main(["--out", str(out), "--model", str(small_artefact)]) == 0
     other = tmp_path / "precious"
     other.mkdir()
     (other / "data.txt").write_text("keep me")
-    assert runtime.main(["--out", str(other), "--model", str(small_artefact)]) == 1
+    assert runtime_folder.main(["--out", str(other), "--model", str(small_artefact)]) == 1
     assert (other / "data.txt").read_text() == "keep me"
-    assert runtime.main(["--out", str(tmp_path / "x"), "--model", str(tmp_path / "missing.pt")]) == 1
+    assert runtime_folder.main(["--out", str(tmp_path / "x"), "--model", str(tmp_path / "missing.pt")]) == 1
 
 
 def test_set_rpath_refuses_to_grow(tmp_path, detr_cpp):
     copy = tmp_path / "module.so"
     shutil.copyfile(detr_cpp.__file__, copy)
-    old = runtime.read_rpath(copy)
+    old = runtime_folder.read_rpath(copy)
     with pytest.raises(ValueError, match="longer"):
-        runtime.set_rpath(copy, "x" * (len(old) + 1))
-    assert runtime.set_rpath(copy, "$ORIGIN") == old
-    assert runtime.read_rpath(copy) == "$ORIGIN"
+        runtime_folder.set_rpath(copy, "x" * (len(old) + 1))
+    assert runtime_folder.set_rpath(copy, "$ORIGIN") == old
+    assert runtime_folder.read_rpath(copy) == "$ORIGIN"
     with pytest.raises(ValueError, match="ELF"):
-        runtime.read_rpath(Path(__file__))
+        runtime_folder.read_rpath(Path(__file__))
 
 
-def test_folder_runs_an_aotinductor_package_without_torch(runtime_folder, detr_cpp, test_images, tmp_path):
+def test_folder_runs_an_aotinductor_package_without_torch(assembled_folder, detr_cpp, test_images, tmp_path):
     """The same folder runs a .pt2: its compiled model needs libtorch_cpu (in lib/), not
     libtorch.so (export_aoti rewrites that dependency), and no torch Python package."""
-    from detr_deploy.alternatives import demo_aoti
+    from detr_deploy.export.alternatives import demo_aoti
 
-    _, folder = runtime_folder
+    _, folder = assembled_folder
     package = demo_aoti()
     copy = tmp_path / "bundle"
     shutil.copytree(folder, copy)

@@ -1,6 +1,6 @@
 """The detection service over real HTTP on 127.0.0.1, and the model repository for the external server.
 
-* The embedded service runs as its own process (``python -m detr_deploy.service``) in which
+* The embedded service runs as its own process (``python -m detr_deploy.serve``) in which
   importing torch raises ImportError, so every request it answers proves the path torch-free;
   its answers are compared, bit for bit, with the artefact run by torch in this process
   (``DETR_OPTIMIZE=0`` runs the saved graph exactly; both sides use one intra-op thread,
@@ -37,26 +37,20 @@ from PIL import Image
 from torch import Tensor, nn
 
 from conftest import SMALL_CLASSES, make_test_image, run_in_threads
-from detr_deploy import cpp_build, model_repository
-from detr_deploy.export import load_artefact, save_artefact, sha256_of
-from detr_deploy.service import (ExternalBackend, ServiceError, Settings, check_threshold, decode_image,
+from detr_deploy.native import cpp_build
+from detr_deploy.export import model_repository
+from torch_free import BLOCK_TORCH
+from detr_deploy.export.torchscript import load_artefact, save_artefact, sha256_of
+from detr_deploy.serve.service import (ExternalBackend, ServiceError, Settings, check_threshold, decode_image,
                                  KSERVE_INPUTS, KSERVE_OUTPUTS)
 
 MAX_IMAGE_BYTES = 300_000
 START_TIMEOUT_S = 120
 
 # Runs the service with torch blocked; after it stops, reports what was imported.
-LAUNCHER = """
-import importlib.abc, json, sys
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in the service process")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
-from detr_deploy import service
+LAUNCHER = BLOCK_TORCH + """
+import json, sys
+from detr_deploy.serve import service
 code = service.main(sys.argv[1:])
 print(json.dumps({"exit": code, "torch_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "torch"),
                   "detr_cpp_loaded": "detr_cpp" in sys.modules, "service_file": service.__file__,
@@ -69,7 +63,7 @@ sys.exit(code)
 
 
 class ServiceProcess:
-    """``python -m detr_deploy.service`` (through LAUNCHER) on 127.0.0.1, port chosen by the OS."""
+    """``python -m detr_deploy.serve`` (through LAUNCHER) on 127.0.0.1, port chosen by the OS."""
 
     def __init__(self, folder: Path, env: dict, pythonpath: Optional[str] = None):
         folder.mkdir(parents=True, exist_ok=True)
@@ -596,7 +590,7 @@ def test_start_up_errors_exit_with_a_message(tmp_path):
          r"DETR_SCORE_THRESHOLD must be in \[0, 1\)"),
     ]
     for env, message in cases:
-        result = subprocess.run([sys.executable, "-m", "detr_deploy.service", "--port", "0"], capture_output=True,
+        result = subprocess.run([sys.executable, "-m", "detr_deploy.serve.service", "--port", "0"], capture_output=True,
                                 text=True, env=dict(environment, **env), timeout=120)
         assert result.returncode == 1 and re.search(message, result.stderr), (env, result.stderr)
 

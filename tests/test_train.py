@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from detr_deploy import train as train_module
-from detr_deploy.checkpoint import load_model
-from detr_deploy.datasets import SyntheticCards, TensorBatcher, load_cache, render_cache, target_size
-from detr_deploy.deploy import DetectionPipeline
+from detr_deploy.train import loop as train_module
+from detr_deploy.model.checkpoint import load_model
+from detr_deploy.data.datasets import SyntheticCards, TensorBatcher, load_cache, render_cache, target_size
+from detr_deploy.model.pipeline import DetectionPipeline
 from detr_deploy.evaluate import evaluate
 from detr_deploy.paths import MODELS_DIR
-from detr_deploy.train import lr_factor
+from detr_deploy.train.loop import lr_factor
 
 TINY = ["--device", "cpu", "--min-size", "96", "--max-size", "160", "--batch-size", "2", "--num-queries", "16",
         "--workers", "0", "--no-progress", "--log-every", "1", "--warmup", "2", "--seed", "5"]
@@ -72,7 +72,7 @@ def test_short_run_checkpoints_logs_and_resumes(tmp_path):
 
 
 def _tiny_folder(tmp_path: Path) -> Path:
-    from detr_deploy.cards import generate_dataset
+    from detr_deploy.data.cards import generate_dataset
 
     return generate_dataset(tmp_path / "eval", 2, 7, formats=("coco",), progress=False)
 
@@ -117,7 +117,7 @@ def test_shipped_model_reaches_its_recorded_map(tmp_path):
     render other cards: it is three standard deviations of mAP@0.5 between disjoint sets of
     this many held-out cards, measured when the model was shipped.
     """
-    from detr_deploy.cards import generate_dataset
+    from detr_deploy.data.cards import generate_dataset
 
     check = json.loads(METRICS.read_text())["regression_check"]
     data = generate_dataset(tmp_path / "cards", check["num_cards"], check["seed"], formats=("coco",), progress=False)

@@ -61,12 +61,13 @@ import pandas as pd
 import torch
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-from detr_deploy import cpp_build, paths
-from detr_deploy.cards import generate_dataset
-from detr_deploy.checkpoint import load_model
-from detr_deploy.datasets import read_labelled
+from detr_deploy import paths
+from detr_deploy.native import cpp_build
+from detr_deploy.data.cards import generate_dataset
+from detr_deploy.model.checkpoint import load_model
+from detr_deploy.data.datasets import read_labelled
 from detr_deploy.evaluate import evaluate
-from detr_deploy.export import load_artefact, make_pipeline
+from detr_deploy.export.torchscript import load_artefact, make_pipeline
 from detr_deploy.images import read_image
 from detr_deploy.plotting import (
     add_class_legend,
@@ -270,7 +271,7 @@ about a second). The model runs once per card at a threshold of 0.001 and every 
 
 code(r"""
 # NBVAL_IGNORE_OUTPUT
-HELDOUT = generate_dataset(OUT_DIR / "heldout_s3_40", 40, 3, progress=False)  # = python -m detr_deploy.cards ... -n 40 --seed 3
+HELDOUT = generate_dataset(OUT_DIR / "heldout_s3_40", 40, 3, progress=False)  # = python -m detr_deploy.data.cards ... -n 40 --seed 3
 heldout = read_labelled(HELDOUT, NAMES)
 heldout_images = [read_image(path) for path, _, _ in heldout]
 ground_truth = [(boxes, labels) for _, boxes, labels in heldout]

@@ -29,9 +29,9 @@ md(r"""
 # Appendix 05 · How the demo model was trained
 
 No pretrained DETR weights can be downloaded here, and boxes from random weights teach nothing, so the repository
-trains a detector of its own: the small DETR of `detr_deploy.model.detr_small` (ResNet-18 trunk to layer 3,
+trains a detector of its own: the small DETR of `detr_deploy.model.detr.detr_small` (ResNet-18 trunk to layer 3,
 d_model 128, 3+3 transformer layers, 64 queries, 4.2 M parameters), from scratch, on synthetic card designs that
-`detr_deploy.cards` renders with exact labels. The result is `data/models/demo.pt`, the model of chapters 01-03.
+`detr_deploy.data.cards` renders with exact labels. The result is `data/models/demo.pt`, the model of chapters 01-03.
 
 This appendix shows the three parts of that: the generated data with its labels, the training that produced the
 shipped weights (its log, its learning rate, its validation curve, the ablation that chose the recipe), and a
@@ -54,11 +54,11 @@ import torch
 from matplotlib_inline.backend_inline import set_matplotlib_formats
 
 from detr_deploy import paths
-from detr_deploy import train as train_module
-from detr_deploy.cards import CLASS_NAMES, render_card
-from detr_deploy.checkpoint import load_model
-from detr_deploy.datasets import card_seed
-from detr_deploy.export import make_pipeline
+from detr_deploy.train import loop as train_module
+from detr_deploy.data.cards import CLASS_NAMES, render_card
+from detr_deploy.model.checkpoint import load_model
+from detr_deploy.data.datasets import card_seed
+from detr_deploy.export.torchscript import make_pipeline
 from detr_deploy.images import read_image
 from detr_deploy.plotting import add_class_legend, class_color, plot_detections
 """)
@@ -94,7 +94,7 @@ md(r"""
 card, an expense report, a poll or a form, and free compositions of the same elements), in a light or a dark
 theme with an accent colour, real fonts at many sizes, pictures, JPEG compression and resampling; it returns the
 image and a box for every element of pic2card's six classes. The labelling policy (what gets a box, how tight) is
-the module docstring of `detr_deploy/cards.py`.
+the module docstring of `detr_deploy/data/cards.py`.
 
 The training stream of the shipped model is `render_card(card_seed(1, i))` for i < 20,000. Its first cards,
 two light and two dark, picked by code by the brightness of the card's pixels:
@@ -314,7 +314,7 @@ print("expected on a CPU:", commands["cpu_expected_time"])
 md(r"""
 ## 4. A short training run, here
 
-The same module trains for a few steps on the CPU: the `detr_deploy.train` command line called from Python
+The same module trains for a few steps on the CPU: the `detr_deploy.train.loop` command line called from Python
 (`train_module.main(argv)` is exactly `python -m detr_deploy.train ARGV`). To finish in seconds it is tiny: cards
 resized to 128/224 pixels, batches of 4, 16 queries, 30 steps, cards rendered on the fly in this process, and the
 shipped recipe otherwise (two extra query groups, AdamW 2e-4, warm-up, cosine decay over the last 30 %). It

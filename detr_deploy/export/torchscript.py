@@ -1,6 +1,6 @@
 """Export a DETR to a deployable TorchScript artefact: ``model.pt`` + ``model.json``.
 
-The ``.pt`` holds the scripted (or traced) :class:`~detr_deploy.deploy.DetectionPipeline`
+The ``.pt`` holds the scripted (or traced) :class:`~detr_deploy.model.pipeline.DetectionPipeline`
 with its metadata embedded as the extra file ``metadata.json`` (so a C++ loader can read
 it with ``torch::jit::load(path, device, extra_files)``); the ``.json`` sidecar repeats the
 metadata and adds the file's sha256 and size.
@@ -30,9 +30,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_model
-from .deploy import DetectionPipeline
-from .model import ARCHITECTURES, DETR
+from detr_deploy.model.checkpoint import load_checkpoint, load_model
+from detr_deploy.model.pipeline import DetectionPipeline
+from detr_deploy.model.detr import ARCHITECTURES, DETR
 
 __all__ = [
     "ARTEFACT_FORMAT",

@@ -1,6 +1,6 @@
 """The successor path and the alternatives to TorchScript, on the same pipeline.
 
-Three exports of :class:`~detr_deploy.deploy.DetectionPipeline` (uint8 RGB image in,
+Three exports of :class:`~detr_deploy.model.pipeline.DetectionPipeline` (uint8 RGB image in,
 boxes/scores/labels out, pre- and post-processing inside the graph):
 
 * :func:`export_aoti`: ``torch.export`` + AOTInductor -> a ``.pt2`` package that the C++
@@ -18,9 +18,9 @@ requirements-runtimes.txt``); importing this module needs none of them.
 
 Command line, one command per artefact::
 
-    python -m detr_deploy.alternatives aoti     --model data/models/demo_weights.pth --out build/models/demo.pt2
-    python -m detr_deploy.alternatives onnx     --model data/models/demo_weights.pth --out build/models/demo.onnx
-    python -m detr_deploy.alternatives openvino --model data/models/demo_weights.pth --out build/models/demo.xml
+    python -m detr_deploy.export --format aoti     --model data/models/demo_weights.pth --out build/models/demo.pt2
+    python -m detr_deploy.export.alternatives onnx     --model data/models/demo_weights.pth --out build/models/demo.onnx
+    python -m detr_deploy.export.alternatives openvino --model data/models/demo_weights.pth --out build/models/demo.xml
     (--arch detr_resnet50 [--checkpoint FILE] instead of --model for the official layout)
 """
 
@@ -45,12 +45,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .deploy import DetectionPipeline
-from .export import _pipeline_metadata, make_pipeline, sha256_of
-from .paths import BUILD_DIR, MODELS_DIR, relative
+from detr_deploy.model.pipeline import DetectionPipeline
+from detr_deploy.export.torchscript import _pipeline_metadata, make_pipeline, sha256_of
+from detr_deploy.paths import BUILD_DIR, MODELS_DIR, relative
 # The runners need numpy and their runtime, not torch: they live in .runners so a service
 # (and the cold-start benchmark) can use them without importing torch; re-exported here.
-from .runners import (  # noqa: F401
+from detr_deploy.native.runners import (  # noqa: F401
     AOTI_FORMAT,
     EXTRA_REQUIREMENT,
     FORMAT_VERSION,
@@ -295,7 +295,7 @@ def _drop_libtorch_dependency(library: Path) -> bool:
     open shared object file``. After this, a process that has libtorch_cpu (the detr_cpp
     module, the slim runtime folder) loads it. Returns False if there was nothing to change.
     """
-    from .runtime import replace_needed
+    from detr_deploy.native.runtime_folder import replace_needed
 
     return replace_needed(library, "libtorch.so", "libtorch_cpu.so")
 
@@ -365,11 +365,12 @@ def _hash_inputs(model: nn.Module, settings: dict) -> str:
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(json.dumps(getattr(model, "config").to_dict(), sort_keys=True, default=str).encode())
     digest.update(torch.__version__.encode())
-    package = Path(__file__).resolve().parent
-    for source in ("deploy.py", "model.py", "box_ops.py"):  # the graph's code
-        digest.update((package / source).read_bytes())
-    from .export import _pipeline_metadata
-    from .runtime import replace_needed
+    from detr_deploy.model import box_ops, detr, pipeline
+
+    for module in (pipeline, detr, box_ops):  # the graph's code
+        digest.update(Path(module.__file__).read_bytes())
+    from detr_deploy.export.torchscript import _pipeline_metadata
+    from detr_deploy.native.runtime_folder import replace_needed
 
     # and what here shapes the package (not the whole file: unrelated edits keep the cache)
     for function in (ExportablePipeline, _as_pipeline, _example_inputs, export_program, export_aoti, _metadata, _compiled_for,
@@ -397,7 +398,7 @@ DEMO_AOTI_SETTINGS = dict(min_size=384, max_size=640, score_threshold=0.0)
 
 def demo_aoti(cache_dir=BUILD_DIR / "aoti") -> Path:
     """The demo model (``data/models/demo_weights.pth``) as a cached AOTInductor package."""
-    from .checkpoint import load_model
+    from detr_deploy.model.checkpoint import load_model
 
     model = load_model(MODELS_DIR / "demo_weights.pth").eval()
     return cached_aoti(model, cache_dir, name="demo", **DEMO_AOTI_SETTINGS)
@@ -556,8 +557,8 @@ def _name_outputs(model) -> None:
 
 
 def _load_model(args: argparse.Namespace) -> nn.Module:
-    from .checkpoint import load_checkpoint, load_model
-    from .model import ARCHITECTURES
+    from detr_deploy.model.checkpoint import load_checkpoint, load_model
+    from detr_deploy.model.detr import ARCHITECTURES
 
     if args.model:
         return load_model(args.model)
@@ -568,10 +569,10 @@ def _load_model(args: argparse.Namespace) -> nn.Module:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .model import ARCHITECTURES
+    from detr_deploy.model.detr import ARCHITECTURES
 
     parser = argparse.ArgumentParser(
-        prog="python -m detr_deploy.alternatives",
+        prog="python -m detr_deploy.export.alternatives",
         description="Export a DETR with its image pipeline to AOTInductor (.pt2), ONNX or OpenVINO IR.",
     )
     parser.add_argument("target", choices=["aoti", "onnx", "openvino"])

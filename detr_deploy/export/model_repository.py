@@ -2,7 +2,7 @@
 
 ::
 
-    python -m detr_deploy.model_repository --model data/models/demo.pt --out build/model_repository \\
+    python -m detr_deploy.export.model_repository --model data/models/demo.pt --out build/model_repository \\
         [--name pic2card_detr] [--version 1] [--gpu] [--instances 1]
 
 writes the layout Triton expects::
@@ -53,9 +53,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .export import METADATA_FILE, load_artefact, sha256_of
-from .paths import relative
-from .service import DEFAULT_MODEL_NAME, KSERVE_INPUTS, KSERVE_OUTPUTS
+from detr_deploy.export.torchscript import METADATA_FILE, load_artefact, sha256_of
+from detr_deploy.cli import add_model_argument
+from detr_deploy.paths import relative
+from detr_deploy.serve.service import DEFAULT_MODEL_NAME, KSERVE_INPUTS, KSERVE_OUTPUTS
 
 __all__ = [
     "CONFIG_FILE",
@@ -369,7 +370,7 @@ def generate(model, out, name: str = DEFAULT_MODEL_NAME, version: int = 1, gpu: 
     model_path = folder / str(version) / MODEL_FILE
     torch.jit.save(wrapped, str(model_path), _extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)})
     config = model_config(name, metadata, source_sha256, gpu=gpu, instances=instances)
-    header = (f"# Triton model configuration written by python -m detr_deploy.model_repository\n"
+    header = (f"# Triton model configuration written by python -m detr_deploy.export.model_repository\n"
               f"# from {model.name} (sha256 {source_sha256[:16]}...). {version}/{MODEL_FILE} is its pipeline\n"
               f"# behind forward(IMAGE__0 uint8 [H, W, 3], SCORE_THRESHOLD__1 float32 [1], < 0: default).\n")
     config_path = folder / CONFIG_FILE
@@ -379,10 +380,10 @@ def generate(model, out, name: str = DEFAULT_MODEL_NAME, version: int = 1, gpu: 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m detr_deploy.model_repository",
+        prog="python -m detr_deploy.export.model_repository",
         description="Write a Triton model repository (config.pbtxt + TorchScript) for an exported artefact.",
     )
-    parser.add_argument("--model", required=True, help="artefact .pt exported by python -m detr_deploy.export")
+    add_model_argument(parser, required=True, what="exported artefact .pt (python -m detr_deploy.export)")
     parser.add_argument("--out", default="build/model_repository", help="repository folder (default: %(default)s)")
     parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help="model name (default: %(default)s)")
     parser.add_argument("--version", type=int, default=1, help="version folder (default: %(default)s)")

@@ -3,7 +3,7 @@
 The service decodes an image (Pillow), hands it to a *backend* and returns the detections as
 JSON. It never imports torch: its dependencies are Python, numpy and Pillow, plus, for the
 embedded backend, this repository's C++ module ``detr_cpp`` and the libtorch libraries it
-links (the slim runtime folder of :mod:`detr_deploy.runtime`).
+links (the slim runtime folder of :mod:`detr_deploy.native.runtime_folder`).
 
 Backends, chosen by ``DETR_BACKEND``:
 
@@ -13,7 +13,7 @@ Backends, chosen by ``DETR_BACKEND``:
 ``external``
     the model runs in a model server that speaks the KServe v2 inference protocol over
     HTTP (Triton Inference Server with its PyTorch backend; the model repository comes from
-    ``python -m detr_deploy.model_repository``). The service forwards each image as a UINT8
+    ``python -m detr_deploy.export.model_repository``). The service forwards each image as a UINT8
     tensor ``[H, W, 3]`` and reads back boxes, scores and labels.
 
 Requests to ``POST /detect``:
@@ -51,7 +51,7 @@ Configuration (environment; command-line flags override)::
 
 Command line::
 
-    python -m detr_deploy.service [--backend embedded|external] [--model FILE] [--port N] ...
+    python -m detr_deploy.serve [--backend embedded|external] [--model FILE] [--port N] ...
 
 The end of this module reads ``pic2card_notes/Dockerfile`` and ``.dockerignore`` without a
 Docker engine: what each image copies (:func:`copy_sources`), its environment
@@ -91,9 +91,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import __version__
-from .images import to_rgb_array
-from .paths import CPP_DIR, REPO_ROOT
+from detr_deploy import __version__
+from detr_deploy.cli import add_model_argument
+from detr_deploy.images import to_rgb_array
+from detr_deploy.native.loader import load_detr_cpp
+from detr_deploy.paths import CPP_DIR, REPO_ROOT
 
 __all__ = [
     "BACKENDS",
@@ -119,7 +121,7 @@ __all__ = [
     "installed_size",
 ]
 
-log = logging.getLogger("detr_deploy.service")
+log = logging.getLogger("detr_deploy.serve.service")
 
 BACKENDS = ("embedded", "external")
 DEFAULT_MODEL_NAME = "pic2card_detr"
@@ -127,7 +129,7 @@ DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 # The tensor names of the model server's contract, in forward() order (Triton's PyTorch
 # backend maps ``<name>__<index>`` to the index-th argument / output). The model repository
-# (detr_deploy.model_repository) writes its config.pbtxt from these.
+# (detr_deploy.export.model_repository) writes its config.pbtxt from these.
 KSERVE_INPUTS = (("IMAGE__0", "UINT8"), ("SCORE_THRESHOLD__1", "FP32"))
 KSERVE_OUTPUTS = (("BOXES__0", "FP32"), ("SCORES__1", "FP32"), ("LABELS__2", "INT64"))
 _NUMPY_DTYPES = {"UINT8": "<u1", "FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
@@ -264,45 +266,13 @@ class Settings:
 # ---------------------------------------------------------------------------- backends
 
 
-def load_detr_cpp(runtime: Optional[str] = None) -> ModuleType:
-    """Import the C++ module without torch and without building anything.
-
-    From the runtime folder ``runtime`` if given (``detr_cpp<EXT_SUFFIX>`` beside ``lib/``);
-    otherwise ``import detr_cpp`` if it is on ``sys.path``, else the repository's build
-    ``cpp/detr_cpp<EXT_SUFFIX>`` (``make build`` makes it).
-    """
-    if "detr_cpp" in sys.modules:
-        return sys.modules["detr_cpp"]
-    filename = "detr_cpp" + sysconfig.get_config_var("EXT_SUFFIX")
-    if runtime:
-        path = Path(runtime) / filename
-        if not path.is_file():
-            found = sorted(p.name for p in Path(runtime).glob("detr_cpp*")) if Path(runtime).is_dir() else []
-            raise RuntimeError(
-                f"{path} not found" + (f" (the folder holds {', '.join(found)}: built for another Python?)" if found
-                                       else ": build the runtime folder with python -m detr_deploy.runtime")
-            )
-    elif importlib.util.find_spec("detr_cpp") is not None:
-        return importlib.import_module("detr_cpp")  # on sys.path
-    else:
-        path = CPP_DIR / filename
-        if not path.is_file():
-            raise RuntimeError(f"the detr_cpp module is not built ({path} is missing): run `make build` "
-                               "or set DETR_RUNTIME to a runtime folder")
-    spec = importlib.util.spec_from_file_location("detr_cpp", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["detr_cpp"] = module
-    return module
-
-
 class EmbeddedBackend:
     """The model in this process: ``detr_cpp.Detector``."""
 
     name = "embedded"
 
     def __init__(self, settings: Settings):
-        self.detr_cpp = load_detr_cpp(settings.runtime)
+        self.detr_cpp = load_detr_cpp(runtime=settings.runtime)
         model = settings.model or (str(Path(settings.runtime) / "model.pt") if settings.runtime else None)
         if not model:
             raise ValueError("the embedded backend needs DETR_MODEL (an artefact .pt) or DETR_RUNTIME")
@@ -803,11 +773,11 @@ def create_server(settings: Settings, service: Optional[DetectionService] = None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m detr_deploy.service",
+    parser = argparse.ArgumentParser(prog="python -m detr_deploy.serve",
                                      description="pic2card detection service: POST /detect, GET /health. "
                                                  "Flags override the DETR_* environment variables.")
     parser.add_argument("--backend", choices=BACKENDS)
-    parser.add_argument("--model", help="artefact .pt (embedded)")
+    add_model_argument(parser, what="exported artefact .pt (embedded backend)")
     parser.add_argument("--runtime", help="runtime folder with detr_cpp and lib/ (embedded)")
     parser.add_argument("--model-server-url", help="KServe v2 model server, e.g. http://127.0.0.1:8001 (external)")
     parser.add_argument("--model-name", help=f"model name in the model server (default {DEFAULT_MODEL_NAME})")
@@ -831,12 +801,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"detr_deploy.service: {settings.backend} backend listening on http://{host}:{port}", flush=True)
+    print(f"detr_deploy.serve.service: {settings.backend} backend listening on http://{host}:{port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
-    print("detr_deploy.service: stopped", flush=True)
+    print("detr_deploy.serve.service: stopped", flush=True)
     return 0
 
 
@@ -999,7 +969,7 @@ def image_payload(target: Optional[str] = None, context: Path = REPO_ROOT, docke
 
     Returns ``{"target", "copied": {path: bytes}, "missing": [paths], "pip": {dist: bytes},
     "copied_bytes", "pip_bytes", "total_bytes"}``. ``missing`` lists COPY sources not in
-    ``context`` (run the build steps first: ``make build`` and ``python -m detr_deploy.runtime``).
+    ``context`` (run the build steps first: ``make build`` and ``python -m detr_deploy.native.runtime_folder``).
     """
     context = Path(context)
     ignore = DockerIgnore(dockerignore if dockerignore is not None else context / ".dockerignore")

@@ -21,7 +21,7 @@ it: the repository holds no absolute path.
 
 Command line (``make build``)::
 
-    python -m detr_deploy.cpp_build [--module | --cli] [--force] [--verbose]
+    python -m detr_deploy.native.cpp_build [--module | --cli] [--force] [--verbose]
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Dict, List, Optional, Sequence
 
-from .paths import BUILD_DIR, CPP_DIR, REPO_ROOT, relative
+from detr_deploy.native.loader import import_module_file
+from detr_deploy.paths import BUILD_DIR, CPP_DIR, REPO_ROOT, relative
 
 __all__ = [
     "BuildError",
@@ -289,11 +290,7 @@ def _load(path: Path, name: str, rebuilt: bool) -> ModuleType:
                 stacklevel=3,
             )
         return loaded
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
-    return module
+    return import_module_file(path, name)
 
 
 def build_module(verbose: bool = False, force: bool = False, source: Path = MODULE_SOURCE) -> ModuleType:
@@ -399,7 +396,7 @@ def build_cli(verbose: bool = False, force: bool = False) -> Path:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m detr_deploy.cpp_build",
+        prog="python -m detr_deploy.native.cpp_build",
         description="Build (or reuse) the detr_cpp Python module (cppimport) and the detr_cli program (CMake).",
     )
     which = parser.add_mutually_exclusive_group()

@@ -1,6 +1,6 @@
 """Training data: synthetic Adaptive Cards (rendered on the fly or pre-rendered) and labelled folders.
 
-Every sample is resized exactly as the exported :class:`~detr_deploy.deploy.DetectionPipeline`
+Every sample is resized exactly as the exported :class:`~detr_deploy.model.pipeline.DetectionPipeline`
 resizes its input (shorter side ``min_size``, longer side at most ``max_size``, antialiased
 bilinear), so that the model trains at the resolution it is deployed at. A sample is::
 
@@ -9,7 +9,7 @@ bilinear), so that the model trains at the resolution it is deployed at. A sampl
 
 Sources:
 
-* :class:`SyntheticCards` renders ``detr_deploy.cards.render_card(card_seed(seed, i))``
+* :class:`SyntheticCards` renders ``detr_deploy.data.cards.render_card(card_seed(seed, i))``
   on the fly (endless variety, CPU-bound);
 * :class:`LabelledFolder` reads a COCO JSON (or a folder with ``annotations.json`` and
   ``images/``) or a folder of images with Pascal VOC XMLs beside them;
@@ -42,8 +42,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .box_ops import box_xyxy_to_cxcywh
-from .deploy import IMAGENET_MEAN, IMAGENET_STD
+from detr_deploy.model.box_ops import box_xyxy_to_cxcywh
+from detr_deploy.model.pipeline import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "DEFAULT_CLASS_NAMES",
@@ -71,9 +71,9 @@ PathLike = Union[str, os.PathLike]
 
 
 def class_names() -> List[str]:
-    """The card classes, from :mod:`detr_deploy.cards` when it is importable."""
+    """The card classes, from :mod:`detr_deploy.data.cards` when it is importable."""
     try:
-        from .cards import CLASS_NAMES  # type: ignore
+        from detr_deploy.data.cards import CLASS_NAMES  # type: ignore
 
         return list(CLASS_NAMES)
     except ImportError:
@@ -82,7 +82,7 @@ def class_names() -> List[str]:
 
 def card_seed(seed: int, index: int) -> int:
     """Seed of card ``index`` of the synthetic stream ``seed``: the rule of
-    ``detr_deploy.cards.generate_dataset`` (image ``i`` of a data set generated with ``seed``
+    ``detr_deploy.data.cards.generate_dataset`` (image ``i`` of a data set generated with ``seed``
     is card ``seed * 1_000_003 + i``), so streams of different seeds never overlap for
     fewer than a million cards, and a training stream can be checked against a folder."""
     return int(seed) * 1_000_003 + int(index)
@@ -190,9 +190,9 @@ RenderFn = Callable[[int], Tuple[Image.Image, List[dict]]]
 
 def _default_renderer() -> RenderFn:
     try:
-        from .cards import render_card  # type: ignore
+        from detr_deploy.data.cards import render_card  # type: ignore
     except ImportError as error:  # pragma: no cover - depends on the repository state
-        raise ImportError("synthetic cards need detr_deploy.cards.render_card") from error
+        raise ImportError("synthetic cards need detr_deploy.data.cards.render_card") from error
     return render_card
 
 
@@ -264,7 +264,7 @@ def read_labelled(path: PathLike, names: Sequence[str], warn=None) -> List[Tuple
                 file_path = root / "images" / image["file_name"]
             records.append((file_path, boxes, labels))
     elif path.is_dir():
-        from .annotations import read_voc
+        from detr_deploy.data.annotations import read_voc
 
         xmls = sorted(path.glob("*.xml")) or sorted(path.glob("**/*.xml"))
         if not xmls:
@@ -401,7 +401,7 @@ def render_cache(
     other), ``meta.npz`` with ``sizes`` [N, 2] (h, w), ``pixel_offsets`` [N+1], ``boxes``
     [M, 4] cxcywh normalised, ``labels`` [M], ``offsets`` [N+1] (box ranges), ``min_size``,
     ``max_size``. ``workers`` processes render in parallel (0 = all CPUs). Cards from
-    :func:`detr_deploy.cards.render_card` are already JPEG-compressed, hence ``jpeg`` off.
+    :func:`detr_deploy.data.cards.render_card` are already JPEG-compressed, hence ``jpeg`` off.
     """
     out = Path(out_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -625,11 +625,11 @@ class TensorBatcher:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m detr_deploy.datasets OUT --num N --seed S [--start K] [--min-size --max-size --workers]``:
+    """``python -m detr_deploy.data.datasets OUT --num N --seed S [--start K] [--min-size --max-size --workers]``:
     pre-render synthetic cards ``card_seed(S, K..K+N-1)`` into a cache folder."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m detr_deploy.datasets",
+    parser = argparse.ArgumentParser(prog="python -m detr_deploy.data.datasets",
                                      description="Pre-render synthetic cards at the training resolution.")
     parser.add_argument("out")
     parser.add_argument("--num", type=int, required=True)

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m detr_deploy.runtime --out build/runtime --model data/models/demo.pt
+    python -m detr_deploy.native.runtime_folder --out build/runtime --model data/models/demo.pt
 
 The folder holds::
 
@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .paths import relative
+from detr_deploy.cli import add_model_argument
+from detr_deploy.paths import relative
 
 __all__ = [
     "SYSTEM_LIBRARY_DIRS",
@@ -287,7 +288,7 @@ def assemble(out, model, module: Optional[Path] = None, strip: bool = True, quie
     An existing ``out`` is replaced only if it is a previous runtime folder (it holds
     ``manifest.json``).
     """
-    from . import cpp_build
+    from detr_deploy.native import cpp_build
 
     out = Path(out)
     model = Path(model)
@@ -335,7 +336,7 @@ def assemble(out, model, module: Optional[Path] = None, strip: bool = True, quie
 
     # 2. the model, the example, the manifest
     # an AOTInductor .pt2 needs nothing more: its compiled model links libtorch_cpu, already in
-    # lib/ (detr_deploy.alternatives.export_aoti drops its dependency on libtorch.so)
+    # lib/ (detr_deploy.export.alternatives.export_aoti drops its dependency on libtorch.so)
     if model.suffix not in (".pt", ".pt2"):
         raise ValueError(f"{model.name}: expected a TorchScript .pt or an AOTInductor .pt2")
     model_file = "model" + model.suffix
@@ -375,13 +376,13 @@ def assemble(out, model, module: Optional[Path] = None, strip: bool = True, quie
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m detr_deploy.runtime",
+        prog="python -m detr_deploy.native.runtime_folder",
         description="Assemble a self-contained folder (module + the libtorch libraries it needs + model) "
                     "that runs DETR from Python without the torch package.",
     )
     parser.add_argument("--out", default="build/runtime", help="folder to (re)create (default: build/runtime)")
-    parser.add_argument("--model", required=True, help="artefact .pt exported by python -m detr_deploy.export "
-                        "(or a .pt2 from python -m detr_deploy.alternatives aoti)")
+    add_model_argument(parser, required=True,
+                       what="exported artefact: .pt or .pt2 (python -m detr_deploy.export [--format aoti])")
     parser.add_argument("--no-strip", action="store_true", help="keep the libraries' static symbol tables")
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,10 @@
 """Train the small DETR on synthetic Adaptive Cards (or a labelled folder).
 
-The deployed model is a plain :class:`~detr_deploy.model.DETR` (same exported interface);
+The deployed model is a plain :class:`~detr_deploy.model.detr.DETR` (same exported interface);
 everything that speeds up convergence lives in training only:
 
-* Hungarian matching (:mod:`detr_deploy.matcher`) and the set criterion with auxiliary
-  decoder losses (:mod:`detr_deploy.losses`);
+* Hungarian matching (:mod:`detr_deploy.train.matcher`) and the set criterion with auxiliary
+  decoder losses (:mod:`detr_deploy.train.losses`);
 * denoising queries (DN-DETR) and extra query groups (Group DETR / H-DETR one-to-many),
   fed through the model's ``extra_query_*`` / ``self_attn_mask`` hooks;
 * AdamW with separate learning rates for the trunk and the transformer/heads, linear
@@ -26,7 +26,7 @@ Command line (the full list: ``--help``)::
         --device cuda --batch-size 32 --time-budget 300 --dn-groups 3 --extra-groups 2
 
 Files in ``--out``: ``checkpoint.pth`` (for ``--resume``; also loadable by
-``detr_deploy.checkpoint.load_model`` and ``python -m detr_deploy.evaluate --model``),
+``detr_deploy.model.checkpoint.load_model`` and ``python -m detr_deploy.evaluate --model``),
 ``model.pth`` (weights only, fp32; ``--save-fp16`` adds ``model_fp16.pth``),
 ``log.csv`` (one row per ``--log-every`` steps and per validation) and ``log.json``
 (settings, status and validation history).
@@ -51,9 +51,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .box_ops import box_cxcywh_to_xyxy
-from .checkpoint import save_checkpoint
-from .datasets import (
+from detr_deploy.model.box_ops import box_cxcywh_to_xyxy
+from detr_deploy.model.checkpoint import save_checkpoint
+from detr_deploy.data.datasets import (
     Augment,
     CardDataset,
     LabelledFolder,
@@ -67,9 +67,9 @@ from .datasets import (
     render_cache,
     worker_init,
 )
-from .losses import SetCriterion, TrainingQueries
-from .matcher import HungarianMatcher, TargetBatch
-from .model import DETR, DETRConfig, build_detr, detr_small
+from detr_deploy.train.losses import SetCriterion, TrainingQueries
+from detr_deploy.train.matcher import HungarianMatcher, TargetBatch
+from detr_deploy.model.detr import DETR, DETRConfig, build_detr, detr_small
 
 __all__ = ["build_parser", "train", "main", "lr_factor", "validate", "CSV_FIELDS"]
 
@@ -253,7 +253,7 @@ def validate(model: DETR, batches, device: torch.device, amp_dtype: Optional[tor
              channels_last: bool = False, score_threshold: float = 0.001) -> Dict[str, object]:
     """mAP of ``model`` on pre-built batches ``(pixels, mask, targets with "size")``, computed
     with :func:`detr_deploy.evaluate.coco_map` in resized-image pixels."""
-    from .evaluate import coco_map
+    from detr_deploy.evaluate import coco_map
 
     was_training = model.training
     model.eval()

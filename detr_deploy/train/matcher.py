@@ -30,7 +30,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from .box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from detr_deploy.model.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 
 __all__ = ["HungarianMatcher", "TargetBatch", "matching_cost", "batched_matching_cost", "elementwise_giou", "Match"]
 

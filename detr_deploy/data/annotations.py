@@ -1,6 +1,6 @@
 """COCO JSON and Pascal VOC XML writers and readers for detection labels.
 
-Conventions used throughout this module (and by :mod:`detr_deploy.cards`):
+Conventions used throughout this module (and by :mod:`detr_deploy.data.cards`):
 
 * Boxes are ``[x0, y0, x1, y1]`` in pixel-edge coordinates: ``(0, 0)`` is the top-left corner of
   the top-left pixel, ``x1``/``y1`` are exclusive (a box covering exactly pixel column 3 is
@@ -121,7 +121,7 @@ def write_coco(
     * ``width``, ``height``: image size in pixels,
     * either ``boxes`` (``[N, 4]`` xyxy floats) and ``labels`` (``[N]`` 0-based class indices), or
       ``annotations``: a list of ``{"bbox": [x0, y0, x1, y1], "category_id": 0-based index, ...}``
-      as returned by :func:`detr_deploy.cards.render_card`,
+      as returned by :func:`detr_deploy.data.cards.render_card`,
     * optionally ``id`` (image id; default: 1-based position).
 
     Categories are written with ``id = class index + 1`` (see the module docstring). Returns the path.

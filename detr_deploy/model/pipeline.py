@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .box_ops import box_cxcywh_to_xyxy
+from detr_deploy.model.box_ops import box_cxcywh_to_xyxy
 
 __all__ = ["DetectionPipeline", "IMAGENET_MEAN", "IMAGENET_STD", "Detections"]
 

@@ -10,7 +10,7 @@ checkpoints, e.g.::
     class_embed.weight                            [92, 256]
     bbox_embed.layers.2.weight                    [4, 256]
 
-so an official checkpoint loads with :func:`detr_deploy.checkpoint.load_checkpoint`.
+so an official checkpoint loads with :func:`detr_deploy.model.checkpoint.load_checkpoint`.
 
 Conventions (the same as the official code):
 

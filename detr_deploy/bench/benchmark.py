@@ -1,7 +1,7 @@
 """Chapter 04's measurements in one command: latency, cold start, memory, sizes, FLOPs.
 
-    python -m detr_deploy.benchmark --out data/benchmarks            # full run (~20 min, 2 cores)
-    python -m detr_deploy.benchmark --out build/benchmark_quick --quick   # CI / notebook (1-2 min)
+    python -m detr_deploy.bench --out data/benchmarks            # full run (~20 min, 2 cores)
+    python -m detr_deploy.bench --out build/benchmark_quick --quick   # CI / notebook (1-2 min)
 
 Writes into ``--out``:
 
@@ -49,8 +49,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import sizes as size_tools
-from .paths import BUILD_DIR, MODELS_DIR, REPO_ROOT, SAMPLES_DIR, relative
+from detr_deploy.bench import sizes as size_tools
+from detr_deploy.paths import BUILD_DIR, MODELS_DIR, REPO_ROOT, SAMPLES_DIR, relative
 
 __all__ = [
     "Settings",
@@ -125,13 +125,13 @@ class ModelSpec:
 
 
 def _demo_model():
-    from .checkpoint import load_model
+    from detr_deploy.model.checkpoint import load_model
 
     return load_model(MODELS_DIR / "demo_weights.pth")
 
 
 def _r50_model():
-    from .model import detr_resnet50
+    from detr_deploy.model.detr import detr_resnet50
 
     return detr_resnet50(seed=0)
 
@@ -224,7 +224,7 @@ def _torch_detect_batch(function, frozen_graph: bool = False):
 
 
 def _load_eager(context: Context) -> Loaded:
-    from .export import make_pipeline
+    from detr_deploy.export.torchscript import make_pipeline
 
     height, width = context.size
     pipeline = make_pipeline(context.model, min_size=height, max_size=width,
@@ -233,7 +233,7 @@ def _load_eager(context: Context) -> Loaded:
 
 
 def _load_torchscript(context: Context) -> Loaded:
-    from .export import freeze_and_optimize, load_artefact
+    from detr_deploy.export.torchscript import freeze_and_optimize, load_artefact
 
     module, _ = load_artefact(context.artefacts.get("torchscript", context))
     module = freeze_and_optimize(module)
@@ -241,7 +241,7 @@ def _load_torchscript(context: Context) -> Loaded:
 
 
 def _cpp_module():
-    from . import cpp_build
+    from detr_deploy.native import cpp_build
 
     try:
         return cpp_build.build_module()
@@ -269,17 +269,17 @@ def _load_cpp(context: Context, kind: str, backend: str) -> Loaded:
 
 def _alternatives():
     try:
-        from . import alternatives
+        from detr_deploy.export import alternatives
     except ImportError as error:
-        raise Skip(f"detr_deploy.alternatives is not importable: {error}") from None
+        raise Skip(f"detr_deploy.export.alternatives is not importable: {error}") from None
     return alternatives
 
 
 def _load_runner(context: Context, class_name: str, artefact: str, package: str) -> Loaded:
-    """A torch-free runner of detr_deploy.runners (``class_name``) on the ``artefact`` export."""
+    """A torch-free runner of detr_deploy.native.runners (``class_name``) on the ``artefact`` export."""
     alternatives = _alternatives()
     if not hasattr(alternatives, class_name):
-        raise Skip(f"detr_deploy.alternatives has no {class_name}")
+        raise Skip(f"detr_deploy.export.alternatives has no {class_name}")
     try:
         detector = getattr(alternatives, class_name)(str(context.artefacts.get(artefact, context)),
                                                      num_threads=context.threads)
@@ -318,14 +318,14 @@ print(json.dumps({{"started": started, "imported": imported, "loaded": loaded, "
 
 _CHILDREN = {
     "eager": (
-        "import torch\nfrom detr_deploy.checkpoint import load_model\nfrom detr_deploy.export import make_pipeline",
+        "import torch\nfrom detr_deploy.model.checkpoint import load_model\nfrom detr_deploy.export.torchscript import make_pipeline",
         "torch.set_num_threads({threads})\n"
         "pipeline = make_pipeline(load_model({weights!r}), min_size={height}, max_size={width}, "
         "score_threshold={threshold})\n"
         "def detect(image):\n    with torch.inference_mode():\n        return pipeline(torch.from_numpy(image))",
     ),
     "torchscript": (
-        "import torch\nfrom detr_deploy.export import load_artefact, freeze_and_optimize",
+        "import torch\nfrom detr_deploy.export.torchscript import load_artefact, freeze_and_optimize",
         "torch.set_num_threads({threads})\nmodule = freeze_and_optimize(load_artefact({artefact!r})[0])\n"
         "def detect(image):\n    with torch.inference_mode(), torch.jit.optimized_execution(False):\n"
         "        return module(torch.from_numpy(image))",
@@ -336,11 +336,11 @@ _CHILDREN = {
         "detector = detr_cpp.Detector({artefact!r}, num_threads={threads})\ndetect = detector.detect",
     ),
     "onnxruntime": (
-        "from detr_deploy.runners import OnnxRuntimeDetector",
+        "from detr_deploy.native.runners import OnnxRuntimeDetector",
         "detect = OnnxRuntimeDetector({artefact!r}, num_threads={threads}).detect",
     ),
     "openvino": (
-        "from detr_deploy.runners import OpenVinoDetector",
+        "from detr_deploy.native.runners import OpenVinoDetector",
         "detect = OpenVinoDetector({artefact!r}, num_threads={threads}).detect",
     ),
 }
@@ -449,7 +449,7 @@ class Artefacts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporters' deprecation chatter; chapters 01-02 show it
             if kind == "torchscript":
-                from .export import export_model
+                from detr_deploy.export.torchscript import export_model
 
                 export_model(model, target, method="script", **settings)
                 path = target
@@ -457,7 +457,7 @@ class Artefacts:
                 alternatives = _alternatives()
                 function = {"aoti": "export_aoti", "onnx": "export_onnx", "openvino": "export_openvino"}[kind]
                 if not hasattr(alternatives, function):
-                    raise Skip(f"detr_deploy.alternatives has no {function}")
+                    raise Skip(f"detr_deploy.export.alternatives has no {function}")
                 source, kwargs = model, settings
                 if kind == "openvino":  # converting the ONNX file takes seconds; from the model, a new export
                     try:
@@ -498,7 +498,7 @@ def decode(jpeg: bytes) -> np.ndarray:
     """JPEG bytes -> uint8 RGB [H, W, 3] with Pillow, as a Python service would."""
     from PIL import Image
 
-    from .images import to_rgb_array
+    from detr_deploy.images import to_rgb_array
 
     with Image.open(io.BytesIO(jpeg)) as image:
         return to_rgb_array(image)
@@ -590,7 +590,7 @@ def _set_threads(threads: int) -> None:
 
 def _time_group(run: _Run, context: Context, loaded: Dict[str, Loaded], jpeg: bytes, batch: int) -> None:
     """Interleave every loaded runtime on the same image(s); append rows with ratios to eager."""
-    from .timing import time_interleaved
+    from detr_deploy.bench.timing import time_interleaved
 
     settings = context.settings
     if batch == 1:
@@ -637,7 +637,7 @@ def _add_ratios(rows: List[dict], eager: Optional[float] = None) -> None:
 
 def _time_cli(run: _Run, context: Context, image_path: Path) -> None:
     """The CMake program's own steady-state median (``--repeat``): no decode, no Python."""
-    from . import cpp_build
+    from detr_deploy.native import cpp_build
 
     try:
         program = cpp_build.build_cli()
@@ -664,7 +664,7 @@ def _time_cli(run: _Run, context: Context, image_path: Path) -> None:
 
 def _cold_start(run: _Run, context: Context, name: str, image_path: Path, weights: Path) -> None:
     """Fresh processes: seconds from spawn to first detection, and peak RSS (median of runs)."""
-    from . import cpp_build
+    from detr_deploy.native import cpp_build
 
     height, width = context.size
     if name == CLI_RUNTIME:
@@ -755,8 +755,8 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
     """The libtorch path's options, interleaved, on the sweep size: what each one buys."""
     import torch
 
-    from .export import freeze_and_optimize, load_artefact
-    from .timing import time_interleaved
+    from detr_deploy.export.torchscript import freeze_and_optimize, load_artefact
+    from detr_deploy.bench.timing import time_interleaved
 
     try:
         detr_cpp = _cpp_module()
@@ -790,7 +790,7 @@ def _tuning(run: _Run, context: Context, jpeg: bytes) -> None:
     # the same weights saved channels-last into an artefact, so the C++ module loads them so
     cl_path = Path(path).with_name("model_channels_last.pt")
     if not cl_path.is_file():
-        from .export import save_artefact
+        from detr_deploy.export.torchscript import save_artefact
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -888,7 +888,7 @@ import numpy as np, torch
 torch.set_num_interop_threads({interop})
 torch.set_num_threads({threads})
 from PIL import Image
-from detr_deploy.export import freeze_and_optimize, load_artefact
+from detr_deploy.export.torchscript import freeze_and_optimize, load_artefact
 module = freeze_and_optimize(load_artefact({artefact!r})[0])
 image = torch.from_numpy(np.asarray(Image.open({image!r}).convert("RGB")).copy())
 times = []
@@ -940,10 +940,10 @@ def _size_rows(run: _Run, artefacts: Artefacts, models: Dict[str, object]) -> Tu
     run.step("sizes: runtime folder + strip")
     folder_bytes = None
     try:
-        from . import runtime
+        from detr_deploy.native import runtime_folder
 
         demo_pt = MODELS_DIR / "demo.pt"
-        folder = runtime.assemble(CACHE_DIR / "runtime", demo_pt, strip=False, quiet=True)
+        folder = runtime_folder.assemble(CACHE_DIR / "runtime", demo_pt, strip=False, quiet=True)
         for name, size in folder.files.items():
             add("runtime_folder", name, size, "unstripped copy")
         folder_bytes = folder.total_bytes
@@ -1005,7 +1005,7 @@ def _model_rows(models: Dict[str, object]) -> List[dict]:
     import torch
     import torchvision.models.detection as detection
 
-    from .model import detr_resnet50, detr_resnet50_dc5, detr_resnet101
+    from detr_deploy.model.detr import detr_resnet50, detr_resnet50_dc5, detr_resnet101
 
     rows = []
     builders = {
@@ -1055,7 +1055,7 @@ def _run_benchmark(settings: Settings, out, runtimes: Optional[Sequence[str]] = 
     import torch
     from tqdm import tqdm
 
-    from .flops import detr_flops, gemm_peak_gflops
+    from detr_deploy.bench.flops import detr_flops, gemm_peak_gflops
 
     started = time.perf_counter()
     out = Path(out)
@@ -1092,7 +1092,7 @@ def _run_benchmark(settings: Settings, out, runtimes: Optional[Sequence[str]] = 
         run.flops[model_name] = {f"{h}x{w}": detr_flops(model, h, w) for h, w in settings.sizes}
         weights = MODELS_DIR / "demo_weights.pth"
         if model_name != "demo":  # cold start loads a checkpoint file, as a service would
-            from .checkpoint import save_checkpoint
+            from detr_deploy.model.checkpoint import save_checkpoint
 
             weights = CACHE_DIR / f"{model_name}_seed{settings.seed}.pth"
             if not weights.is_file():
@@ -1150,7 +1150,7 @@ def _run_benchmark(settings: Settings, out, runtimes: Optional[Sequence[str]] = 
         _write_csv(model_rows, out / "models.csv")
     result = {
         "created": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()) + " UTC",
-        "command": command or f"detr_deploy.benchmark.run_benchmark({settings.mode.upper()})",
+        "command": command or f"detr_deploy.bench.benchmark.run_benchmark({settings.mode.upper()})",
         "machine": machine_info(settings.threads),
         "settings": {**asdict(settings), "runtimes": names, "cli": cli},
         "models": {name: {"weights": MODELS[name].weights, "score_threshold": MODELS[name].score_threshold}
@@ -1176,7 +1176,7 @@ def load_results(folder) -> dict:
     folder = Path(folder)
     info_path = folder / "benchmark.json"
     if not info_path.is_file():
-        raise FileNotFoundError(f"{relative(info_path)} not found: run python -m detr_deploy.benchmark --out "
+        raise FileNotFoundError(f"{relative(info_path)} not found: run python -m detr_deploy.bench --out "
                                 f"{relative(folder)}")
     result = {"info": json.loads(info_path.read_text())}
     for name in ("latency", "coldstart", "tuning", "sizes", "models"):
@@ -1280,7 +1280,7 @@ def goals(results: dict, model: str) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m detr_deploy.benchmark",
+        prog="python -m detr_deploy.bench",
         description="Measure latency, cold start, memory, sizes and FLOPs of every runtime; write CSV + JSON.",
     )
     parser.add_argument("--out", default="data/benchmarks", help="output folder (default: data/benchmarks)")
@@ -1301,7 +1301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = replace(settings, repeats=args.repeats)
     result = run_benchmark(settings, args.out, runtimes=args.runtimes, cli=not args.no_cli,
                            do_sizes=not args.no_sizes,
-                           command=" ".join(["python -m detr_deploy.benchmark", *(argv if argv is not None else sys.argv[1:])]))
+                           command=" ".join(["python -m detr_deploy.bench", *(argv if argv is not None else sys.argv[1:])]))
     print(f"wrote {relative(args.out)}/{{latency,coldstart,tuning,sizes,models}}.csv and benchmark.json "
           f"in {result['wall_seconds']:.0f} s")
     for skipped in result["skipped"]:

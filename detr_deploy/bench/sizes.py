@@ -159,7 +159,7 @@ def parameter_bytes(parameters: int) -> Dict[str, int]:
 def model_size_row(name: str, model: nn.Module, source: str = "counted") -> dict:
     """A row of the model table: #params (learned weights, frozen batch-norm affine included)
     and the bytes they take in fp16 / fp32 / fp64."""
-    from .model import count_parameters
+    from detr_deploy.model.detr import count_parameters
 
     parameters = int(count_parameters(model))
     return {"model": name, "params": parameters, **parameter_bytes(parameters), "source": source}

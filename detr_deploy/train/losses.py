@@ -11,7 +11,7 @@
   divided by the number of target boxes in the batch.
 
 :class:`TrainingQueries` builds queries that exist only during training and are fed to
-:class:`~detr_deploy.model.DETR` through its ``extra_query_content`` / ``extra_query_pos`` /
+:class:`~detr_deploy.model.detr.DETR` through its ``extra_query_content`` / ``extra_query_pos`` /
 ``self_attn_mask`` hooks (the deployed graph never sees them):
 
 * **denoising groups** (DN-DETR, Li et al. 2022): each ground-truth box, jittered, and its
@@ -41,8 +41,8 @@ from torch import Tensor, nn
 
 import numpy as np
 
-from .box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
-from .matcher import HungarianMatcher, Match, TargetBatch, elementwise_giou
+from detr_deploy.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from detr_deploy.train.matcher import HungarianMatcher, Match, TargetBatch, elementwise_giou
 
 __all__ = [
     "QueryLayout",
@@ -301,7 +301,7 @@ class SetCriterion(nn.Module):
     ) -> Dict[str, Tensor]:
         """All losses of all decoder layers and query blocks in a few batched operations.
 
-        ``targets`` is a list of target dicts or a :class:`~detr_deploy.matcher.TargetBatch`.
+        ``targets`` is a list of target dicts or a :class:`~detr_deploy.train.matcher.TargetBatch`.
         Returns ``loss`` (the total to back-propagate) and, detached, ``loss_class`` /
         ``loss_bbox`` / ``loss_giou`` (final layer, deployed queries), ``loss_dn`` and
         ``loss_extra`` (all layers, weighted).

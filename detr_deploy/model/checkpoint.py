@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .model import DETR, DETRConfig, build_detr
+from detr_deploy.model.detr import DETR, DETRConfig, build_detr
 
 __all__ = [
     "CheckpointMismatchError",

@@ -35,7 +35,7 @@ system fonts makes other — equally valid — images).
 
 Command line::
 
-    python -m detr_deploy.cards OUT_DIR --num-images N --seed S [--formats coco voc] [--max-side M]
+    python -m detr_deploy.data.cards OUT_DIR --num-images N --seed S [--formats coco voc] [--max-side M]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-from .annotations import write_coco, write_voc
+from detr_deploy.data.annotations import write_coco, write_voc
 
 __all__ = [
     "CLASS_NAMES",
@@ -2417,7 +2417,7 @@ def generate_dataset(
     COCO ``file_name`` entries are relative to ``out_dir`` (``"images/card_00000.jpg"``), image ids
     are ``i + 1``, and **COCO ``category_id`` = model class index + 1**: ids 1..6 stand for
     ``CLASS_NAMES[0..5]`` (``textbox`` = 1 ... ``rating`` = 6); COCO bboxes are ``[x, y, w, h]``.
-    :func:`detr_deploy.annotations.read_coco` converts back to 0-based labels and xyxy boxes.
+    :func:`detr_deploy.data.annotations.read_coco` converts back to 0-based labels and xyxy boxes.
     """
     formats = tuple(formats)
     unknown = [f for f in formats if f not in ("coco", "voc")]
@@ -2505,7 +2505,7 @@ def draw_labels(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m detr_deploy.cards",
+        prog="python -m detr_deploy.data.cards",
         description="Generate synthetic Adaptive Card images with box labels for pic2card's classes "
         f"({', '.join(CLASS_NAMES)}). Writes OUT_DIR/images/card_NNNNN.jpg, OUT_DIR/annotations.json "
         "(COCO, category_id = class index + 1) and a Pascal VOC XML beside each image.",

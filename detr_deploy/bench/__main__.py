@@ -1,0 +1,5 @@
+import sys
+
+from detr_deploy.bench.benchmark import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from detr_deploy.serve.service import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from detr_deploy.train.loop import main
+
+sys.exit(main())
