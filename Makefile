@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make run    set up, build the C++ parts, execute every notebook in order (outputs written back)
-#   make test   set up, build, run the unit tests and nbval over every notebook
+#   make test   set up, lint, build, run the unit tests and nbval over every notebook
 # Both create and reuse a virtual environment in $(VENV).
 
 PYTHON ?= python3
@@ -12,11 +12,12 @@ RUNTIMES_STAMP := $(VENV)/.installed-runtimes
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb notebooks/[0-9][0-9][a-z]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: setup setup-runtimes system-deps build runtime model-repository run test benchmark readme clean help
+.PHONY: setup setup-runtimes system-deps build runtime model-repository run lint test benchmark readme clean help
 
 help:
 	@echo "make run    - set up, then execute every notebook in order (outputs written back)"
-	@echo "make test   - set up, then run pytest and nbval over every notebook"
+	@echo "make test   - set up, then lint, run pytest and nbval over every notebook"
+	@echo "make lint   - ruff: lint the tree and check the Python files' formatting"
 	@echo "make setup  - create $(VENV) and install requirements.txt + this package (editable)"
 	@echo "make build  - build the cppimport module and the CMake program (cached)"
 	@echo "make setup-runtimes - also install the optional ONNX Runtime / OpenVINO extras"
@@ -67,7 +68,11 @@ run: build setup-runtimes
 			--ExecutePreprocessor.timeout=3600 "$$notebook" || exit 1; \
 	done
 
-test: build setup-runtimes
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint build setup-runtimes
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS)
 
 clean:

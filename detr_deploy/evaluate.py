@@ -56,8 +56,10 @@ Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 # ------------------------------------------------------------------------------ metrics
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes [N, 4] x [M, 4] (COCO convention: no +1 on widths)."""
+def box_iou_matrix(boxes_a, boxes_b) -> np.ndarray:
+    """IoU of xyxy boxes [N, 4] x [M, 4] in pixels (COCO convention, no +1 on widths)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
@@ -66,6 +68,25 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     intersection = wh[..., 0] * wh[..., 1]
     union = area_a[:, None] + area_b[None, :] - intersection
     return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.0)
+
+
+def greedy_match(ious: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """COCO's matching at one IoU threshold: detections (rows, already in descending score) each
+    claim the unclaimed ground-truth box (column) they overlap most, if that IoU is at least
+    ``iou_threshold``; of equal IoUs the last box wins, as in pycocotools. Returns the claimed
+    column per row, -1 for none."""
+    claimed_by = np.full(ious.shape[0], -1, dtype=np.int64)
+    taken = np.zeros(ious.shape[1], dtype=bool)
+    floor = min(iou_threshold, 1 - 1e-10)
+    for row in range(ious.shape[0]):
+        candidates = np.where(taken, -1.0, ious[row])
+        if candidates.size == 0:
+            continue
+        best = candidates.size - 1 - int(np.argmax(candidates[::-1]))
+        if candidates[best] >= floor:
+            claimed_by[row] = best
+            taken[best] = True
+    return claimed_by
 
 
 def coco_map(
@@ -96,19 +117,9 @@ def coco_map(
             sc = np.asarray(dt_scores, dtype=np.float64)[keep]
             order = np.argsort(-sc, kind="mergesort")[:max_dets]
             dt, sc = dt[order], sc[order]
-            ious = _iou_matrix(dt, gt)
-            matched = np.zeros((len(IOU_THRESHOLDS), len(dt)), dtype=bool)
-            for t, threshold in enumerate(IOU_THRESHOLDS):
-                taken = np.zeros(len(gt), dtype=bool)
-                for d in range(len(dt)):
-                    best, best_g = min(threshold, 1 - 1e-10), -1
-                    for g in range(len(gt)):
-                        if taken[g] or ious[d, g] < best:
-                            continue
-                        best, best_g = ious[d, g], g
-                    if best_g >= 0:
-                        taken[best_g] = True
-                        matched[t, d] = True
+            ious = box_iou_matrix(dt, gt)
+            matched = np.stack([greedy_match(ious, threshold) >= 0 for threshold in IOU_THRESHOLDS]).reshape(
+                len(IOU_THRESHOLDS), len(dt))
             scores_all.append(sc)
             matched_all.append(matched)
         scores = np.concatenate(scores_all) if scores_all else np.zeros(0)
@@ -138,6 +149,69 @@ def coco_map(
         "ap50_per_class": {c: float(v[0]) for c, v in ap.items()},
         "ap_per_class": {c: float(v.mean()) for c, v in ap.items()},
     }
+
+
+def match_to_ground_truth(boxes, scores, labels, gt_boxes, gt_labels, iou_threshold: float = 0.5) -> Dict[str, np.ndarray]:
+    """Match one image's detections to its ground truth the way COCO does at one IoU threshold.
+
+    Detections are taken in descending score; each claims the unclaimed ground-truth box of its
+    class with the highest IoU, if that IoU is at least ``iou_threshold``. Returns numpy arrays:
+
+    * ``det_gt`` [N]: index of the matched ground-truth box, -1 for a false positive;
+    * ``det_iou`` [N]: best IoU of the detection with any ground-truth box of its class
+      (a false positive with 0.1-0.5 sits on a real element but is mislocalised or a duplicate);
+    * ``gt_matched`` [M]: whether a detection claimed the box (False: missed);
+    * ``gt_best_iou`` [M]: best IoU with any detection of the same class;
+    * ``gt_best_any_iou`` [M] and ``gt_best_any_label`` [M]: best IoU with a detection of *any*
+      class, and that detection's label (-1 if none): a missed box found under the wrong class.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
+    iou = box_iou_matrix(boxes, gt_boxes)
+    same_class = labels[:, None] == gt_labels[None, :]
+    class_iou = np.where(same_class, iou, 0.0)
+    order = np.argsort(-scores, kind="stable")
+    det_gt = np.full(len(boxes), -1, dtype=np.int64)
+    det_gt[order] = greedy_match(class_iou[order], iou_threshold)
+    gt_matched = np.zeros(len(gt_boxes), dtype=bool)
+    gt_matched[det_gt[det_gt >= 0]] = True
+    empty = np.zeros(len(gt_boxes))
+    return {
+        "det_gt": det_gt,
+        "det_iou": class_iou.max(axis=1) if len(gt_boxes) else np.zeros(len(boxes)),
+        "gt_matched": gt_matched,
+        "gt_best_iou": class_iou.max(axis=0) if len(boxes) else empty,
+        "gt_best_any_iou": iou.max(axis=0) if len(boxes) else empty,
+        "gt_best_any_label": labels[iou.argmax(axis=0)] if len(boxes) else np.full(len(gt_boxes), -1, np.int64),
+    }
+
+
+def precision_recall(detections, ground_truth, thresholds: Sequence[float], iou_threshold: float = 0.5) -> List[dict]:
+    """Precision, recall and F1 at IoU ``iou_threshold`` for each score threshold, over a data set.
+
+    ``detections``: per image ``(boxes, scores, labels)``, computed once at a low threshold;
+    ``ground_truth``: per image ``(boxes, labels)``. Returns one dict per threshold with
+    ``threshold, detections, true_positives, false_positives, missed, precision, recall, f1``.
+    """
+    rows = []
+    total_gt = int(sum(len(np.asarray(labels).reshape(-1)) for _, labels in ground_truth))
+    for threshold in thresholds:
+        tp = fp = 0
+        for (boxes, scores, labels), (gt_boxes, gt_labels) in zip(detections, ground_truth):
+            keep = np.asarray(scores).reshape(-1) > threshold
+            match = match_to_ground_truth(np.asarray(boxes).reshape(-1, 4)[keep], np.asarray(scores).reshape(-1)[keep],
+                                          np.asarray(labels).reshape(-1)[keep], gt_boxes, gt_labels, iou_threshold)
+            tp += int((match["det_gt"] >= 0).sum())
+            fp += int((match["det_gt"] < 0).sum())
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        recall = tp / total_gt if total_gt else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"threshold": float(threshold), "detections": tp + fp, "true_positives": tp, "false_positives": fp,
+                     "missed": total_gt - tp, "precision": precision, "recall": recall, "f1": f1})
+    return rows
 
 
 def coco_eval_pycocotools(
@@ -215,16 +289,10 @@ class _Detector:
                 np.asarray(labels, dtype=np.int64).reshape(-1))
 
 
-def _pipeline_for(model, settings: dict):
-    from detr_deploy.model.pipeline import DetectionPipeline
-
-    pipeline = DetectionPipeline(model.eval(), num_classes=model.config.num_classes, **settings).eval()
-    return pipeline
-
-
 def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = None,
                   min_size: Optional[int] = None, max_size: Optional[int] = None) -> _Detector:
     """Wrap a path (.pt artefact / .pth checkpoint), a DETR, a pipeline or a callable."""
+    from detr_deploy.export.torchscript import make_pipeline
     from detr_deploy.model.detr import DETR
 
     if model_or_path is None:
@@ -244,7 +312,7 @@ def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = Non
             if max_size is not None:
                 pipeline_settings["max_size"] = max_size
             model = load_model(path)
-            pipeline = _pipeline_for(model, pipeline_settings)
+            pipeline = make_pipeline(model, **pipeline_settings)
             return _Detector(pipeline, class_names or model.config.class_names, relative(path))
         from detr_deploy.export.torchscript import load_artefact
 
@@ -252,7 +320,7 @@ def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = Non
         return _Detector(module, class_names or metadata["class_names"], relative(path))
     if isinstance(model_or_path, DETR):
         settings = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None}
-        return _Detector(_pipeline_for(model_or_path, settings), class_names or model_or_path.config.class_names,
+        return _Detector(make_pipeline(model_or_path, **settings), class_names or model_or_path.config.class_names,
                          type(model_or_path).__name__)
     names = class_names or getattr(model_or_path, "class_names", None)
     if names is None and hasattr(model_or_path, "model") and hasattr(model_or_path.model, "config"):

@@ -12,14 +12,8 @@ import pytest
 import torch
 
 from detr_deploy.data.cards import CLASS_NAMES
-from detr_deploy.plotting import (
-    box_iou_matrix,
-    decoder_cross_attention,
-    match_to_ground_truth,
-    plot_attention,
-    plot_ground_truth_comparison,
-    precision_recall,
-)
+from detr_deploy.evaluate import box_iou_matrix, match_to_ground_truth, precision_recall
+from detr_deploy.plotting import decoder_cross_attention, plot_attention, plot_ground_truth_comparison
 
 GT_BOXES = np.array([[0, 0, 10, 10], [20, 20, 40, 40], [50, 0, 60, 10]], np.float32)
 GT_LABELS = np.array([0, 1, 2])

@@ -76,7 +76,8 @@ def test_folder_holds_exactly_what_the_module_needs(assembled_folder):
     assert cuda == {name for name in runtime_folder.needed_libraries(LIBRARY_DIR / "libtorch_cpu.so")
                     if "cuda" in name or "cupti" in name}
     assert not [name for name in names if name.startswith(("libc.so", "libstdc++", "libm.so", "ld-linux"))]
-    assert {"model.pt", "example.py", "manifest.json", report.module.name} <= {p.name for p in folder.iterdir()}
+    assert {"model.pt", "example.py", "manifest.json", "detr_cpp.pyi", report.module.name} <= {
+        p.name for p in folder.iterdir()}
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["module"] == report.module.name and set(manifest["libraries"]) == set(names)
     total = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
@@ -165,7 +166,7 @@ def test_set_rpath_refuses_to_grow(tmp_path, detr_cpp):
 def test_folder_runs_an_aotinductor_package_without_torch(assembled_folder, detr_cpp, test_images, tmp_path):
     """The same folder runs a .pt2: its compiled model needs libtorch_cpu (in lib/), not
     libtorch.so (export_aoti rewrites that dependency), and no torch Python package."""
-    from detr_deploy.export.alternatives import demo_aoti
+    from detr_deploy.export.aoti import demo_aoti
 
     _, folder = assembled_folder
     package = demo_aoti()

@@ -10,6 +10,7 @@ The folder holds::
     lib/                                       exactly the shared libraries it needs, rpath $ORIGIN
     model.pt, model.json                       the artefact and its sidecar (model.pt2 for an
                                                AOTInductor package: it runs from here too)
+    detr_cpp.pyi                               the module's type stubs, for editors
     example.py                                 ten lines of usage
     manifest.json                              what is in it, why, and what the target must have
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from detr_deploy.cli import add_model_argument
-from detr_deploy.paths import relative
+from detr_deploy.paths import CPP_DIR, relative
 
 __all__ = [
     "SYSTEM_LIBRARY_DIRS",
@@ -336,13 +337,16 @@ def assemble(out, model, module: Optional[Path] = None, strip: bool = True, quie
 
     # 2. the model, the example, the manifest
     # an AOTInductor .pt2 needs nothing more: its compiled model links libtorch_cpu, already in
-    # lib/ (detr_deploy.export.alternatives.export_aoti drops its dependency on libtorch.so)
+    # lib/ (detr_deploy.export.aoti.export_aoti drops its dependency on libtorch.so)
     if model.suffix not in (".pt", ".pt2"):
         raise ValueError(f"{model.name}: expected a TorchScript .pt or an AOTInductor .pt2")
     model_file = "model" + model.suffix
     _copy(model, out / model_file)
     if model.with_suffix(".json").is_file():
         _copy(model.with_suffix(".json"), out / "model.json")
+    stub = CPP_DIR / "detr_cpp.pyi"  # editors read the module's API from it
+    if stub.is_file():
+        _copy(stub, out / stub.name)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     (out / "example.py").write_text(EXAMPLE.format(python=python, model_file=model_file))
 
