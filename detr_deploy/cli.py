@@ -21,21 +21,34 @@ from typing import Optional
 ARCHITECTURE_NAMES = ("detr_resnet50", "detr_resnet50_dc5", "detr_resnet101", "detr_resnet101_dc5", "detr_small")
 
 
-def add_model_argument(parser: argparse.ArgumentParser, required: bool = False, default: Optional[str] = None,
-                       what: str = "exported artefact (.pt)") -> None:
+def add_model_argument(
+    parser: argparse.ArgumentParser,
+    required: bool = False,
+    default: Optional[str] = None,
+    what: str = "exported artefact (.pt)",
+) -> None:
     """``--model FILE``: an exported artefact."""
     hint = f" (default: {default})" if default else ""
     parser.add_argument("--model", required=required, default=default, metavar="FILE", help=f"{what}{hint}")
 
 
-def add_checkpoint_arguments(parser: argparse.ArgumentParser, required: bool = False,
-                             default_arch: Optional[str] = None) -> None:
+def add_checkpoint_arguments(
+    parser: argparse.ArgumentParser, required: bool = False, default_arch: Optional[str] = None
+) -> None:
     """``--checkpoint FILE`` (weights), ``--arch NAME``, ``--num-classes N`` and ``--seed N``."""
-    parser.add_argument("--checkpoint", required=required, metavar="FILE",
-                        help="weights (.pth): a detr_deploy checkpoint (carries its configuration), "
-                             "or official DETR weights with --arch")
-    parser.add_argument("--arch", choices=ARCHITECTURE_NAMES, default=default_arch,
-                        help="architecture to build; without --checkpoint its weights are random")
+    parser.add_argument(
+        "--checkpoint",
+        required=required,
+        metavar="FILE",
+        help="weights (.pth): a detr_deploy checkpoint (carries its configuration), "
+        "or official DETR weights with --arch",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=ARCHITECTURE_NAMES,
+        default=default_arch,
+        help="architecture to build; without --checkpoint its weights are random",
+    )
     parser.add_argument("--num-classes", type=int, help="class count for a new architecture (random weights only)")
     parser.add_argument("--seed", type=int, default=0, help="seed for random weights")
 

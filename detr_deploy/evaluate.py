@@ -119,7 +119,8 @@ def coco_map(
             dt, sc = dt[order], sc[order]
             ious = box_iou_matrix(dt, gt)
             matched = np.stack([greedy_match(ious, threshold) >= 0 for threshold in IOU_THRESHOLDS]).reshape(
-                len(IOU_THRESHOLDS), len(dt))
+                len(IOU_THRESHOLDS), len(dt)
+            )
             scores_all.append(sc)
             matched_all.append(matched)
         scores = np.concatenate(scores_all) if scores_all else np.zeros(0)
@@ -151,7 +152,9 @@ def coco_map(
     }
 
 
-def match_to_ground_truth(boxes, scores, labels, gt_boxes, gt_labels, iou_threshold: float = 0.5) -> Dict[str, np.ndarray]:
+def match_to_ground_truth(
+    boxes, scores, labels, gt_boxes, gt_labels, iou_threshold: float = 0.5
+) -> Dict[str, np.ndarray]:
     """Match one image's detections to its ground truth the way COCO does at one IoU threshold.
 
     Detections are taken in descending score; each claims the unclaimed ground-truth box of its
@@ -202,15 +205,31 @@ def precision_recall(detections, ground_truth, thresholds: Sequence[float], iou_
         tp = fp = 0
         for (boxes, scores, labels), (gt_boxes, gt_labels) in zip(detections, ground_truth):
             keep = np.asarray(scores).reshape(-1) > threshold
-            match = match_to_ground_truth(np.asarray(boxes).reshape(-1, 4)[keep], np.asarray(scores).reshape(-1)[keep],
-                                          np.asarray(labels).reshape(-1)[keep], gt_boxes, gt_labels, iou_threshold)
+            match = match_to_ground_truth(
+                np.asarray(boxes).reshape(-1, 4)[keep],
+                np.asarray(scores).reshape(-1)[keep],
+                np.asarray(labels).reshape(-1)[keep],
+                gt_boxes,
+                gt_labels,
+                iou_threshold,
+            )
             tp += int((match["det_gt"] >= 0).sum())
             fp += int((match["det_gt"] < 0).sum())
         precision = tp / (tp + fp) if tp + fp else 1.0
         recall = tp / total_gt if total_gt else 1.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"threshold": float(threshold), "detections": tp + fp, "true_positives": tp, "false_positives": fp,
-                     "missed": total_gt - tp, "precision": precision, "recall": recall, "f1": f1})
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "detections": tp + fp,
+                "true_positives": tp,
+                "false_positives": fp,
+                "missed": total_gt - tp,
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+            }
+        )
     return rows
 
 
@@ -224,7 +243,7 @@ def coco_eval_pycocotools(
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    present = sorted({int(l) for _, labels in ground_truth for l in np.asarray(labels).tolist()})
+    present = sorted({int(label) for _, labels in ground_truth for label in np.asarray(labels).tolist()})
     if not present:
         return {"map": 0.0, "map50": 0.0, "ap50_per_class": {}, "ap_per_class": {}}
     images, annotations, results = [], [], []
@@ -233,23 +252,42 @@ def coco_eval_pycocotools(
         images.append({"id": index + 1, "width": int(width), "height": int(height), "file_name": str(index)})
         for box, label in zip(np.asarray(gt_boxes).reshape(-1, 4).tolist(), np.asarray(gt_labels).tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
-            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": int(label) + 1,
-                                "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": int(label) + 1,
+                    "bbox": [box[0], box[1], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     for index, (boxes, scores, labels) in enumerate(detections):
-        for box, score, label in zip(np.asarray(boxes).reshape(-1, 4).tolist(), np.asarray(scores).tolist(),
-                                     np.asarray(labels).tolist()):
+        for box, score, label in zip(
+            np.asarray(boxes).reshape(-1, 4).tolist(), np.asarray(scores).tolist(), np.asarray(labels).tolist()
+        ):
             if int(label) not in present:
                 continue
-            results.append({"image_id": index + 1, "category_id": int(label) + 1,
-                            "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "score": float(score)})
+            results.append(
+                {
+                    "image_id": index + 1,
+                    "category_id": int(label) + 1,
+                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                    "score": float(score),
+                }
+            )
     categories = [{"id": c + 1, "name": class_names[c]} for c in present]
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco_gt = COCO()
         coco_gt.dataset = {"images": images, "annotations": annotations, "categories": categories}
         coco_gt.createIndex()
         if not results:
-            return {"map": 0.0, "map50": 0.0, "ap50_per_class": {c: 0.0 for c in present},
-                    "ap_per_class": {c: 0.0 for c in present}}
+            return {
+                "map": 0.0,
+                "map50": 0.0,
+                "ap50_per_class": {c: 0.0 for c in present},
+                "ap_per_class": {c: 0.0 for c in present},
+            }
         coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, "bbox")
         evaluator.params.catIds = [c + 1 for c in present]
@@ -285,12 +323,19 @@ class _Detector:
     def detect(self, image: np.ndarray, score_threshold: float) -> Detections:
         with torch.no_grad():
             boxes, scores, labels = self.function(torch.from_numpy(np.ascontiguousarray(image)), score_threshold)
-        return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64).reshape(-1),
-                np.asarray(labels, dtype=np.int64).reshape(-1))
+        return (
+            np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+            np.asarray(scores, dtype=np.float64).reshape(-1),
+            np.asarray(labels, dtype=np.int64).reshape(-1),
+        )
 
 
-def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = None,
-                  min_size: Optional[int] = None, max_size: Optional[int] = None) -> _Detector:
+def load_detector(
+    model_or_path=None,
+    class_names: Optional[Sequence[str]] = None,
+    min_size: Optional[int] = None,
+    max_size: Optional[int] = None,
+) -> _Detector:
     """Wrap a path (.pt artefact / .pth checkpoint), a DETR, a pipeline or a callable."""
     from detr_deploy.export.torchscript import make_pipeline
     from detr_deploy.model.detr import DETR
@@ -320,8 +365,11 @@ def load_detector(model_or_path=None, class_names: Optional[Sequence[str]] = Non
         return _Detector(module, class_names or metadata["class_names"], relative(path))
     if isinstance(model_or_path, DETR):
         settings = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None}
-        return _Detector(make_pipeline(model_or_path, **settings), class_names or model_or_path.config.class_names,
-                         type(model_or_path).__name__)
+        return _Detector(
+            make_pipeline(model_or_path, **settings),
+            class_names or model_or_path.config.class_names,
+            type(model_or_path).__name__,
+        )
     names = class_names or getattr(model_or_path, "class_names", None)
     if names is None and hasattr(model_or_path, "model") and hasattr(model_or_path.model, "config"):
         names = model_or_path.model.config.class_names
@@ -384,7 +432,7 @@ def evaluate(
         "per_class": {names[c]: round(v, 6) for c, v in sorted(metrics["ap50_per_class"].items())},
         "per_class_map": {names[c]: round(v, 6) for c, v in sorted(metrics["ap_per_class"].items())},
         "num_images": len(records),
-        "num_boxes": int(sum(len(l) for _, l in ground_truth)),
+        "num_boxes": int(sum(len(labels) for _, labels in ground_truth)),
         "score_threshold": score_threshold,
         "model": detector.description,
         "data": relative(data_path) if str(data_path) else "",
@@ -398,11 +446,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog="python -m detr_deploy.evaluate",
         description="COCO mAP of a card detector on a labelled data set; prints one JSON object.",
     )
-    parser.add_argument("--data", required=True,
-                        help="COCO .json, folder with annotations.json + images/, or folder of images + VOC .xml")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="COCO .json, folder with annotations.json + images/, or folder of images + VOC .xml",
+    )
     source = parser.add_mutually_exclusive_group()
     add_model_argument(source, default=None, what=f"exported artefact .pt (default: {relative(DEFAULT_MODEL)})")
-    source.add_argument("--checkpoint", metavar="FILE", help="weights .pth saved by detr_deploy (training's checkpoint.pth)")
+    source.add_argument(
+        "--checkpoint", metavar="FILE", help="weights .pth saved by detr_deploy (training's checkpoint.pth)"
+    )
     parser.add_argument("--threshold", type=float, default=0.001, help="score threshold for detections (low for AP)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--backend", choices=["pycocotools", "numpy"], default="pycocotools")
@@ -411,8 +464,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.checkpoint or args.model, args.data, args.threshold, max_images=args.max_images, backend=args.backend,
-                          min_size=args.min_size, max_size=args.max_size, progress=args.progress)
+        result = evaluate(
+            args.checkpoint or args.model,
+            args.data,
+            args.threshold,
+            max_images=args.max_images,
+            backend=args.backend,
+            min_size=args.min_size,
+            max_size=args.max_size,
+            progress=args.progress,
+        )
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,18 +1,21 @@
 """Figures for the chapters: detections on images, decoder attention, per-class scores.
 
-Colours come from :data:`detr_deploy.data.cards.CLASS_COLORS`, so a class has the same colour in
+It draws only; what a figure compares (IoU, matching to ground truth) is computed by
+:mod:`detr_deploy.evaluate`.
+
+Colours come from :data:`detr_deploy.data.classes.CLASS_COLORS`, so a class has the same colour in
 every figure and in the generator's label drawings.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from detr_deploy.data.cards import CLASS_COLORS
+from detr_deploy.data.classes import CLASS_COLORS
 
 __all__ = [
     "class_color",
@@ -20,9 +23,6 @@ __all__ = [
     "add_class_legend",
     "decoder_cross_attention",
     "plot_per_class_ap",
-    "box_iou_matrix",
-    "match_to_ground_truth",
-    "precision_recall",
     "plot_attention",
     "plot_ground_truth_comparison",
     "add_comparison_legend",
@@ -58,8 +58,15 @@ def plot_detections(
         text = class_names[int(label)]
         if scores is not None:
             text += f" {float(np.asarray(scores).reshape(-1)[index]):.2f}"
-        ax.text(x0, y0, text, fontsize=fontsize, color="white", va="bottom",
-                bbox=dict(facecolor=color, edgecolor="none", pad=0.5, alpha=0.85))
+        ax.text(
+            x0,
+            y0,
+            text,
+            fontsize=fontsize,
+            color="white",
+            va="bottom",
+            bbox=dict(facecolor=color, edgecolor="none", pad=0.5, alpha=0.85),
+        )
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
@@ -124,90 +131,18 @@ def plot_per_class_ap(ax, per_class: Mapping[str, float], class_names: Sequence[
     return ax
 
 
-# ------------------------------------------------------------------ comparisons with ground truth
-def box_iou_matrix(boxes_a, boxes_b) -> np.ndarray:
-    """IoU of xyxy boxes [N, 4] x [M, 4] in pixels (COCO convention, no +1 on widths)."""
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    wh = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None)
-    intersection = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - intersection
-    return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.0)
-
-
-def match_to_ground_truth(boxes, scores, labels, gt_boxes, gt_labels, iou_threshold: float = 0.5) -> Dict[str, np.ndarray]:
-    """Match one image's detections to its ground truth the way COCO does at one IoU threshold.
-
-    Detections are taken in descending score; each claims the unclaimed ground-truth box of its
-    class with the highest IoU, if that IoU is at least ``iou_threshold``. Returns numpy arrays:
-
-    * ``det_gt`` [N]: index of the matched ground-truth box, -1 for a false positive;
-    * ``det_iou`` [N]: best IoU of the detection with any ground-truth box of its class
-      (a false positive with 0.1-0.5 sits on a real element but is mislocalised or a duplicate);
-    * ``gt_matched`` [M]: whether a detection claimed the box (False: missed);
-    * ``gt_best_iou`` [M]: best IoU with any detection of the same class;
-    * ``gt_best_any_iou`` [M] and ``gt_best_any_label`` [M]: best IoU with a detection of *any*
-      class, and that detection's label (-1 if none): a missed box found under the wrong class.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
-    iou = box_iou_matrix(boxes, gt_boxes)
-    same_class = labels[:, None] == gt_labels[None, :]
-    class_iou = np.where(same_class, iou, 0.0)
-    det_gt = np.full(len(boxes), -1, dtype=np.int64)
-    gt_matched = np.zeros(len(gt_boxes), dtype=bool)
-    for index in np.argsort(-scores, kind="stable"):
-        candidates = np.where(gt_matched, -1.0, class_iou[index])
-        if len(candidates) and candidates.max() >= iou_threshold:
-            best = int(candidates.argmax())
-            det_gt[index] = best
-            gt_matched[best] = True
-    empty = np.zeros(len(gt_boxes))
-    return {
-        "det_gt": det_gt,
-        "det_iou": class_iou.max(axis=1) if len(gt_boxes) else np.zeros(len(boxes)),
-        "gt_matched": gt_matched,
-        "gt_best_iou": class_iou.max(axis=0) if len(boxes) else empty,
-        "gt_best_any_iou": iou.max(axis=0) if len(boxes) else empty,
-        "gt_best_any_label": labels[iou.argmax(axis=0)] if len(boxes) else np.full(len(gt_boxes), -1, np.int64),
-    }
-
-
-def precision_recall(detections, ground_truth, thresholds: Sequence[float], iou_threshold: float = 0.5) -> List[dict]:
-    """Precision, recall and F1 at IoU ``iou_threshold`` for each score threshold, over a data set.
-
-    ``detections``: per image ``(boxes, scores, labels)``, computed once at a low threshold;
-    ``ground_truth``: per image ``(boxes, labels)``. Returns one dict per threshold with
-    ``threshold, detections, true_positives, false_positives, missed, precision, recall, f1``.
-    """
-    rows = []
-    total_gt = int(sum(len(np.asarray(labels).reshape(-1)) for _, labels in ground_truth))
-    for threshold in thresholds:
-        tp = fp = 0
-        for (boxes, scores, labels), (gt_boxes, gt_labels) in zip(detections, ground_truth):
-            keep = np.asarray(scores).reshape(-1) > threshold
-            match = match_to_ground_truth(np.asarray(boxes).reshape(-1, 4)[keep], np.asarray(scores).reshape(-1)[keep],
-                                          np.asarray(labels).reshape(-1)[keep], gt_boxes, gt_labels, iou_threshold)
-            tp += int((match["det_gt"] >= 0).sum())
-            fp += int((match["det_gt"] < 0).sum())
-        precision = tp / (tp + fp) if tp + fp else 1.0
-        recall = tp / total_gt if total_gt else 1.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"threshold": float(threshold), "detections": tp + fp, "true_positives": tp, "false_positives": fp,
-                     "missed": total_gt - tp, "precision": precision, "recall": recall, "f1": f1})
-    return rows
-
-
 # ------------------------------------------------------------------ more figures
-def plot_attention(ax, image: np.ndarray, weights, box=None, label: Optional[int] = None, score: Optional[float] = None,
-                   class_names: Optional[Sequence[str]] = None, cmap: str = "inferno", alpha: float = 0.85):
+def plot_attention(
+    ax,
+    image: np.ndarray,
+    weights,
+    box=None,
+    label: Optional[int] = None,
+    score: Optional[float] = None,
+    class_names: Optional[Sequence[str]] = None,
+    cmap: str = "inferno",
+    alpha: float = 0.85,
+):
     """One query's attention map ``weights`` [h', w'] (any scale) upsampled over ``image``.
 
     The map is stretched to the image's extent (the pipeline resizes without padding, so the
@@ -227,8 +162,12 @@ def plot_attention(ax, image: np.ndarray, weights, box=None, label: Optional[int
     r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
     r1, c1 = np.minimum(r0 + 1, heat.shape[0] - 1), np.minimum(c0 + 1, heat.shape[1] - 1)
     fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
-    up = (heat[r0][:, c0] * (1 - fr) * (1 - fc) + heat[r0][:, c1] * (1 - fr) * fc
-          + heat[r1][:, c0] * fr * (1 - fc) + heat[r1][:, c1] * fr * fc)
+    up = (
+        heat[r0][:, c0] * (1 - fr) * (1 - fc)
+        + heat[r0][:, c1] * (1 - fr) * fc
+        + heat[r1][:, c0] * fr * (1 - fc)
+        + heat[r1][:, c1] * fr * fc
+    )
     overlay = colormaps[cmap](up)
     overlay[..., 3] = alpha * np.sqrt(up)
     ax.imshow(image)
@@ -253,21 +192,35 @@ def add_comparison_legend(fig_or_ax, class_names: Sequence[str], **kwargs):
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=class_color(i), label=name) for i, name in enumerate(class_names)]
-    handles += [Line2D([], [], color="black", linewidth=1.5, label="detection (thick, tagged: false positive)"),
-                Line2D([], [], color="black", linewidth=1.5, linestyle="--", label="label (thick, tagged: missed)")]
+    handles += [
+        Line2D([], [], color="black", linewidth=1.5, label="detection (thick, tagged: false positive)"),
+        Line2D([], [], color="black", linewidth=1.5, linestyle="--", label="label (thick, tagged: missed)"),
+    ]
     options = dict(loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
     options.update(kwargs)
     return fig_or_ax.legend(handles=handles, **options)
 
 
-def plot_ground_truth_comparison(ax, image: np.ndarray, boxes, scores, labels, gt_boxes, gt_labels, match: Mapping,
-                                 class_names: Sequence[str], crop=None, title: Optional[str] = None,
-                                 fontsize: float = 7, tags: bool = True):
+def plot_ground_truth_comparison(
+    ax,
+    image: np.ndarray,
+    boxes,
+    scores,
+    labels,
+    gt_boxes,
+    gt_labels,
+    match: Mapping,
+    class_names: Sequence[str],
+    crop=None,
+    title: Optional[str] = None,
+    fontsize: float = 7,
+    tags: bool = True,
+):
     """Detections against ground truth on one image, colour per class.
 
     Ground truth: dashed outlines (thick where missed, with a "missed" tag). Detections: solid
     outlines; true positives thin and untagged, false positives thick and tagged "FP class score
-    (IoU x)". ``match`` is :func:`match_to_ground_truth`'s result for these arrays. ``crop``
+    (IoU x)". ``match`` is :func:`detr_deploy.evaluate.match_to_ground_truth`'s result for these arrays. ``crop``
     (x0, y0, x1, y1) zooms into a region; ``tags=False`` draws the outlines only.
     """
     from matplotlib.patches import Rectangle
@@ -278,19 +231,37 @@ def plot_ground_truth_comparison(ax, image: np.ndarray, boxes, scores, labels, g
     tag = dict(fontsize=fontsize, color="white", va="bottom", clip_on=True)
     for (x0, y0, x1, y1), label, found in zip(gt_boxes, np.asarray(gt_labels).reshape(-1), match["gt_matched"]):
         color = class_color(label)
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linestyle="--",
-                               linewidth=1.0 if found else 2.2))
+        ax.add_patch(
+            Rectangle(
+                (x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linestyle="--", linewidth=1.0 if found else 2.2
+            )
+        )
         if tags and not found:
-            ax.text(x0, y1, f"missed {class_names[int(label)]}", fontsize=fontsize, color="white", va="top", clip_on=True,
-                    bbox=dict(facecolor=color, edgecolor="black", linestyle="--", pad=0.5, alpha=0.9))
-    for (x0, y0, x1, y1), score, label, gt, iou in zip(boxes, np.asarray(scores).reshape(-1),
-                                                        np.asarray(labels).reshape(-1), match["det_gt"], match["det_iou"]):
+            ax.text(
+                x0,
+                y1,
+                f"missed {class_names[int(label)]}",
+                fontsize=fontsize,
+                color="white",
+                va="top",
+                clip_on=True,
+                bbox=dict(facecolor=color, edgecolor="black", linestyle="--", pad=0.5, alpha=0.9),
+            )
+    for (x0, y0, x1, y1), score, label, gt, iou in zip(
+        boxes, np.asarray(scores).reshape(-1), np.asarray(labels).reshape(-1), match["det_gt"], match["det_iou"]
+    ):
         color = class_color(label)
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color,
-                               linewidth=1.0 if gt >= 0 else 2.2))
+        ax.add_patch(
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=1.0 if gt >= 0 else 2.2)
+        )
         if tags and gt < 0:
-            ax.text(x0, y0, f"FP {class_names[int(label)]} {score:.2f} (IoU {iou:.2f})",
-                    bbox=dict(facecolor=color, edgecolor="none", pad=0.5, alpha=0.9), **tag)
+            ax.text(
+                x0,
+                y0,
+                f"FP {class_names[int(label)]} {score:.2f} (IoU {iou:.2f})",
+                bbox=dict(facecolor=color, edgecolor="none", pad=0.5, alpha=0.9),
+                **tag,
+            )
     if crop is not None:
         x0, y0, x1, y1 = crop
         ax.set_xlim(x0, x1)

@@ -1,4 +1,4 @@
-"""Tests for the synthetic card generator (detr_deploy.data.cards) and the label files (detr_deploy.data.annotations)."""
+"""Tests for the synthetic card generator (detr_deploy.data.cards) and the label files (data.annotations)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detr_deploy.data import classes
 from detr_deploy.data.annotations import read_coco, read_voc, write_coco, write_voc
 from detr_deploy.data.cards import CLASS_COLORS, CLASS_NAMES, TEMPLATES, draw_labels, generate_dataset, render_card
 
@@ -47,6 +48,20 @@ def test_class_names_and_colors():
     assert len(CLASS_COLORS) == len(CLASS_NAMES)
     assert len(set(CLASS_COLORS)) == len(CLASS_COLORS)
     assert len(TEMPLATES) >= 9  # at least 8 designed layouts plus free compositions
+
+
+def test_classes_have_one_home():
+    assert CLASS_NAMES is classes.CLASS_NAMES and CLASS_COLORS is classes.CLASS_COLORS
+    indices = (classes.TEXTBOX, classes.RADIO, classes.CHECKBOX, classes.ACTIONSET, classes.IMAGE, classes.RATING)
+    assert [CLASS_NAMES[i] for i in indices] == list(CLASS_NAMES)
+    assert classes.card_seed(3, 2) == 3 * 1_000_003 + 2 and classes.card_seed(0, 5) == 5
+
+
+def test_classes_module_loads_neither_pil_nor_torch():
+    code = "import sys, detr_deploy.data.classes; print(sorted({'PIL', 'torch'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_determinism_same_seed_identical():
@@ -123,7 +138,7 @@ def test_size_options():
     assert 300 <= image.width <= 300 + 80  # card width plus page margins
     image, labels = render_card(3, max_side=256)
     assert max(image.size) <= 256
-    assert all(l["bbox"][2] <= image.width and l["bbox"][3] <= image.height for l in labels)
+    assert all(label["bbox"][2] <= image.width and label["bbox"][3] <= image.height for label in labels)
 
 
 def test_clean_rendering_shares_labels_with_jpeg_rendering():
@@ -208,8 +223,8 @@ def test_actionset_is_one_box_around_all_buttons():
     found = 0
     for seed in range(80):
         image, labels = render_card(seed, jpeg=False, rescale=False)
-        actionsets = [l for l in labels if l["category"] == "actionset"]
-        texts = [l for l in labels if l["category"] == "textbox"]
+        actionsets = [label for label in labels if label["category"] == "actionset"]
+        texts = [label for label in labels if label["category"] == "textbox"]
         for a in actionsets:
             ax0, ay0, ax1, ay1 = a["bbox"]
             # captions of buttons are not labelled as text boxes: no textbox lies inside an action set
@@ -240,12 +255,21 @@ def test_coco_roundtrip(tmp_path):
         from pycocotools.coco import COCO  # type: ignore
 
         coco = COCO(str(path))
-        for image_id, (name, size, labels) in zip(sorted(coco.imgs), originals):
+        for image_id, (name, size, labels) in zip(sorted(coco.imgs), originals, strict=True):
             info = coco.imgs[image_id]
             assert info["file_name"] == name and (info["width"], info["height"]) == size
             anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
             got = sorted((a["category_id"], *a["bbox"]) for a in anns)
-            want = sorted((l["category_id"] + 1, l["bbox"][0], l["bbox"][1], l["bbox"][2] - l["bbox"][0], l["bbox"][3] - l["bbox"][1]) for l in labels)
+            want = sorted(
+                (
+                    label["category_id"] + 1,
+                    label["bbox"][0],
+                    label["bbox"][1],
+                    label["bbox"][2] - label["bbox"][0],
+                    label["bbox"][3] - label["bbox"][1],
+                )
+                for label in labels
+            )
             assert len(got) == len(want)
             np.testing.assert_allclose(np.array(got), np.array(want), atol=2e-3)
         assert [coco.cats[i]["name"] for i in sorted(coco.cats)] == list(CLASS_NAMES)
@@ -258,17 +282,23 @@ def test_coco_roundtrip(tmp_path):
     # our reader
     parsed = read_coco(path)
     assert len(parsed) == 3
-    for (image_path, width, height, boxes, labels), (name, size, original) in zip(parsed, originals):
+    for (image_path, width, height, boxes, labels), (name, size, original) in zip(parsed, originals, strict=True):
         assert image_path == tmp_path / name
         assert (width, height) == size
         assert boxes.dtype == np.float32 and boxes.shape == (len(original), 4)
         assert labels.dtype == np.int64
-        np.testing.assert_allclose(boxes, np.array([l["bbox"] for l in original]), atol=2e-3)
-        np.testing.assert_array_equal(labels, [l["category_id"] for l in original])
+        np.testing.assert_allclose(boxes, np.array([label["bbox"] for label in original]), atol=2e-3)
+        np.testing.assert_array_equal(labels, [label["category_id"] for label in original])
     # matching by name gives the same answer
     by_name = read_coco(path, CLASS_NAMES)
-    for a, b in zip(parsed, by_name):
+    for a, b in zip(parsed, by_name, strict=True):
         np.testing.assert_array_equal(a[4], b[4])
+
+
+ONE_IMAGE = (
+    '{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], '
+    '"categories": [{"id": 1, "name": "textbox"}],'
+)
 
 
 @pytest.mark.parametrize(
@@ -277,12 +307,18 @@ def test_coco_roundtrip(tmp_path):
         ("{not json", "not valid JSON"),
         ("[]", "top level"),
         ('{"images": [], "annotations": []}', "categories"),
-        ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "textbox"}],'
-         ' "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}', "unknown image"),
-        ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "textbox"}],'
-         ' "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1]}]}', "unknown category"),
-        ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}], "categories": [{"id": 1, "name": "textbox"}],'
-         ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, "x", 1]}]}', "bbox"),
+        (
+            ONE_IMAGE + ' "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}',
+            "unknown image",
+        ),
+        (
+            ONE_IMAGE + ' "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1]}]}',
+            "unknown category",
+        ),
+        (
+            ONE_IMAGE + ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, "x", 1]}]}',
+            "bbox",
+        ),
         ('{"images": [{"id": 1, "file_name": "a.jpg", "width": 10}], "categories": [], "annotations": []}', "height"),
     ],
 )
@@ -298,8 +334,8 @@ def test_voc_roundtrip(tmp_path):
     image, labels = render_card(5)
     image_path = tmp_path / "card.jpg"
     image.save(image_path)
-    boxes = np.array([l["bbox"] for l in labels])
-    classes = np.array([l["category_id"] for l in labels])
+    boxes = np.array([label["bbox"] for label in labels])
+    classes = np.array([label["category_id"] for label in labels])
     xml_path = write_voc(tmp_path / "card.xml", image_path, image.width, image.height, boxes, classes, CLASS_NAMES)
 
     # independent parse with ElementTree
@@ -311,7 +347,7 @@ def test_voc_roundtrip(tmp_path):
     assert root.findtext("size/depth") == "3" and root.findtext("segmented") == "0"
     objects = root.findall("object")
     assert len(objects) == len(labels)
-    for obj, label in zip(objects, labels):
+    for obj, label in zip(objects, labels, strict=True):
         assert obj.findtext("name") == label["category"]
         assert obj.findtext("pose") == "Unspecified" and obj.findtext("difficult") == "0"
         got = [int(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")]
@@ -329,7 +365,13 @@ def test_voc_roundtrip(tmp_path):
     assert unknown == ["spinner"]
     assert got_boxes.dtype == np.float32 and got_labels.dtype == np.int64
     np.testing.assert_array_equal(got_labels, classes[1:])
-    np.testing.assert_array_equal(got_boxes, np.stack([np.floor(boxes[1:, 0]), np.floor(boxes[1:, 1]), np.ceil(boxes[1:, 2]), np.ceil(boxes[1:, 3])], 1))
+    np.testing.assert_array_equal(
+        got_boxes,
+        np.stack([np.floor(boxes[1:, 0]), np.floor(boxes[1:, 1]), np.ceil(boxes[1:, 2]), np.ceil(boxes[1:, 3])], 1),
+    )
+
+
+VOC_ONE_IMAGE = "<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
 
 
 @pytest.mark.parametrize(
@@ -338,12 +380,20 @@ def test_voc_roundtrip(tmp_path):
         ("<annotation><filename>a.jpg", "not well-formed"),
         ("<notvoc/>", "root element"),
         ("<annotation><filename>a.jpg</filename></annotation>", "size"),
-        ("<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
-         "<object><name>textbox</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>z</xmax><ymax>3</ymax></bndbox></object></annotation>", "xmax"),
-        ("<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
-         "<object><name>textbox</name><bndbox><xmin>5</xmin><ymin>1</ymin><xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>", "max < min"),
-        ("<annotation><filename>a.jpg</filename><size><width>10</width><height>10</height></size>"
-         "<object><name>textbox</name></object></annotation>", "bndbox"),
+        (
+            VOC_ONE_IMAGE + "<object><name>textbox</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+            "<xmax>z</xmax><ymax>3</ymax></bndbox></object></annotation>",
+            "xmax",
+        ),
+        (
+            VOC_ONE_IMAGE + "<object><name>textbox</name><bndbox><xmin>5</xmin><ymin>1</ymin>"
+            "<xmax>2</xmax><ymax>3</ymax></bndbox></object></annotation>",
+            "max < min",
+        ),
+        (
+            VOC_ONE_IMAGE + "<object><name>textbox</name></object></annotation>",
+            "bndbox",
+        ),
     ],
 )
 def test_read_voc_rejects_malformed(tmp_path, content, message):
@@ -358,7 +408,11 @@ def test_writers_reject_bad_labels(tmp_path):
     with pytest.raises(ValueError):
         write_voc(tmp_path / "x.xml", tmp_path / "x.jpg", 10, 10, [[0, 0, 5, 5]], [6], CLASS_NAMES)
     with pytest.raises(ValueError):
-        write_coco(tmp_path / "x.json", [{"file_name": "x.jpg", "width": 10, "height": 10, "boxes": [[0, 0, 5]], "labels": [0]}], CLASS_NAMES)
+        write_coco(
+            tmp_path / "x.json",
+            [{"file_name": "x.jpg", "width": 10, "height": 10, "boxes": [[0, 0, 5]], "labels": [0]}],
+            CLASS_NAMES,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,7 +431,7 @@ def test_generate_dataset_matches_render_card(tmp_path):
             pixels = stored.convert("RGB").tobytes()
         image, original = render_card(3 * 1_000_003 + i)
         assert image.tobytes() == pixels  # the file is exactly what render_card decodes
-        np.testing.assert_allclose(boxes, np.array([l["bbox"] for l in original]), atol=2e-3)
+        np.testing.assert_allclose(boxes, np.array([label["bbox"] for label in original]), atol=2e-3)
         voc = read_voc(image_path.with_suffix(".xml"), CLASS_NAMES)
         assert voc[0] == image_path and voc[5] == []
         np.testing.assert_array_equal(voc[4], labels)
@@ -394,8 +448,23 @@ def test_generate_dataset_matches_render_card(tmp_path):
 def test_cli_writes_files(tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(
-        [sys.executable, "-m", "detr_deploy.data.cards", str(out), "--num-images", "3", "--seed", "7", "--max-side", "400", "--no-progress"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "detr_deploy.data.cards",
+            str(out),
+            "--num-images",
+            "3",
+            "--seed",
+            "7",
+            "--max-side",
+            "400",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     images = sorted((out / "images").glob("*.jpg"))
@@ -403,32 +472,41 @@ def test_cli_writes_files(tmp_path):
     assert len(list((out / "images").glob("*.xml"))) == 3
     document = json.loads((out / "annotations.json").read_text())
     assert len(document["images"]) == 3 and document["annotations"]
-    for path in images:
+    for index, path in enumerate(images):
         with Image.open(path) as im:
             assert max(im.size) <= 400
+            assert im.convert("RGB").tobytes() == render_card(classes.card_seed(7, index), max_side=400)[0].tobytes()
 
-    helped = subprocess.run([sys.executable, "-m", "detr_deploy.data.cards", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    helped = subprocess.run(
+        [sys.executable, "-m", "detr_deploy.data.cards", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert helped.returncode == 0 and "--num-images" in helped.stdout and "--max-side" in helped.stdout
 
 
 def test_draw_labels_marks_boxes_in_class_colours():
     image = Image.new("RGB", (200, 120), (255, 255, 255))
-    labels = [{"bbox": [20.0, 30.0, 80.0, 90.0], "category_id": 4, "category": "image"},
-              {"bbox": [100.0, 40.0, 180.0, 100.0], "category_id": 3, "category": "actionset"}]
+    labels = [
+        {"bbox": [20.0, 30.0, 80.0, 90.0], "category_id": 4, "category": "image"},
+        {"bbox": [100.0, 40.0, 180.0, 100.0], "category_id": 3, "category": "actionset"},
+    ]
     drawn = draw_labels(image, labels, CLASS_NAMES)
     assert drawn is not image and image.getpixel((20, 60)) == (255, 255, 255)
     assert drawn.getpixel((20, 60)) == CLASS_COLORS[4]
     assert drawn.getpixel((179, 70)) == CLASS_COLORS[3]
     # the (boxes, labels) form gives the same picture
-    same = draw_labels(image, (np.array([l["bbox"] for l in labels]), np.array([4, 3])), CLASS_NAMES)
+    same = draw_labels(image, (np.array([label["bbox"] for label in labels]), np.array([4, 3])), CLASS_NAMES)
     assert same.tobytes() == drawn.tobytes()
 
 
 def test_labelled_elements_do_not_overlap(clean):
-    for seed, (image, labels) in clean.items():
-        boxes = np.array([l["bbox"] for l in labels])
+    for seed, (_, labels) in clean.items():
+        boxes = np.array([label["bbox"] for label in labels])
         for i in range(len(boxes)):
-            ix = np.minimum(boxes[i, 2], boxes[i + 1:, 2]) - np.maximum(boxes[i, 0], boxes[i + 1:, 0])
-            iy = np.minimum(boxes[i, 3], boxes[i + 1:, 3]) - np.maximum(boxes[i, 1], boxes[i + 1:, 1])
+            ix = np.minimum(boxes[i, 2], boxes[i + 1 :, 2]) - np.maximum(boxes[i, 0], boxes[i + 1 :, 0])
+            iy = np.minimum(boxes[i, 3], boxes[i + 1 :, 3]) - np.maximum(boxes[i, 1], boxes[i + 1 :, 1])
             overlapping = np.flatnonzero((ix > 0) & (iy > 0))
             assert overlapping.size == 0, (seed, labels[i], [labels[i + 1 + k] for k in overlapping])

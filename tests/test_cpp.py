@@ -37,10 +37,11 @@ import torch
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
-from conftest import run_in_threads
-from detr_deploy.native import cpp_build
 from detr_deploy.export.torchscript import export_model, freeze_and_optimize, load_artefact
+from detr_deploy.native import cpp_build
 from detr_deploy.paths import CPP_DIR, REPO_ROOT
+
+from conftest import run_in_threads
 from torch_free import BLOCK_TORCH
 
 BOX_ATOL = 1e-2  # pixels
@@ -107,7 +108,7 @@ def python_detect(module, image, score_threshold=None):
 def python_detect_batch(module, images, score_threshold=None):
     with torch.inference_mode():
         results = module.forward_batch([torch.from_numpy(image) for image in images], score_threshold)
-    return [{"boxes": b.numpy(), "scores": s.numpy(), "labels": l.numpy()} for b, s, l in results]
+    return [{"boxes": b.numpy(), "scores": s.numpy(), "labels": found.numpy()} for b, s, found in results]
 
 
 def assert_identical(found, expected):
@@ -182,7 +183,8 @@ def test_first_error_is_extracted_from_a_compiler_log():
 
 def test_build_error_is_one_readable_exception(tmp_path):
     source = tmp_path / "broken_module.cpp"
-    source.write_text(textwrap.dedent("""\
+    source.write_text(
+        textwrap.dedent("""\
         // cppimport
         /*
         <%
@@ -192,7 +194,8 @@ def test_build_error_is_one_readable_exception(tmp_path):
         #include <pybind11/pybind11.h>
         int broken() { return undefined_name; }
         PYBIND11_MODULE(broken_module, m) { m.def("broken", &broken); }
-        """))
+        """)
+    )
     with pytest.raises(cpp_build.BuildError) as caught:
         cpp_build.build_module(source=source)  # SystemExit would escape pytest.raises(Exception)
     message = str(caught.value)
@@ -262,8 +265,15 @@ def test_score_threshold(exact_detector, python_module, test_images):
 def test_traced_artefact(detr_cpp, small_model, tmp_path):
     image = np.ascontiguousarray(np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8))
     path = tmp_path / "traced.pt"
-    export_model(small_model, path, method="trace", example_image=torch.from_numpy(image),
-                 min_size=128, max_size=200, score_threshold=0.0)
+    export_model(
+        small_model,
+        path,
+        method="trace",
+        example_image=torch.from_numpy(image),
+        min_size=128,
+        max_size=200,
+        score_threshold=0.0,
+    )
     traced = detr_cpp.Detector(path, optimize=False)
     assert traced.metadata["export_method"] == "trace"
     module, _ = load_artefact(path)
@@ -437,26 +447,62 @@ def bad_models(small_artefact, tmp_path_factory):
         "no metadata": (no_metadata, ValueError, "carries no metadata.json"),
         "directory": (folder, ValueError, "not a regular file"),
         "missing": (folder / "missing.pt", FileNotFoundError, "model file not found"),
-        "other format": (_save_with_metadata(scripted, folder / "format.pt", variant(format="onnx")),
-                         ValueError, "format 'onnx' v1.*reads 'detr_deploy.torchscript' v1"),
-        "future version": (_save_with_metadata(scripted, folder / "v2.pt", variant(format_version=2)),
-                           ValueError, "v2"),
-        "class count": (_save_with_metadata(scripted, folder / "classes.pt", variant(num_classes=7)),
-                        ValueError, "num_classes=7 but lists 6"),
-        "no max_side": (_save_with_metadata(scripted, folder / "max_side.pt", variant(input={"dtype": "uint8"})),
-                        ValueError, "'input.max_side'"),
-        "bad threshold": (_save_with_metadata(scripted, folder / "threshold.pt", variant(score_threshold=2)),
-                          ValueError, "score_threshold"),
+        "other format": (
+            _save_with_metadata(scripted, folder / "format.pt", variant(format="onnx")),
+            ValueError,
+            "format 'onnx' v1.*reads 'detr_deploy.torchscript' v1",
+        ),
+        "future version": (
+            _save_with_metadata(scripted, folder / "v2.pt", variant(format_version=2)),
+            ValueError,
+            "v2",
+        ),
+        "class count": (
+            _save_with_metadata(scripted, folder / "classes.pt", variant(num_classes=7)),
+            ValueError,
+            "num_classes=7 but lists 6",
+        ),
+        "no max_side": (
+            _save_with_metadata(scripted, folder / "max_side.pt", variant(input={"dtype": "uint8"})),
+            ValueError,
+            "'input.max_side'",
+        ),
+        "bad threshold": (
+            _save_with_metadata(scripted, folder / "threshold.pt", variant(score_threshold=2)),
+            ValueError,
+            "score_threshold",
+        ),
         "not json": (_save_with_metadata(scripted, folder / "json.pt", "{not json"), ValueError, "not valid JSON"),
-        "wrong signature": (_save_with_metadata(torch.jit.script(_WrongSignature()), folder / "sig.pt", variant()),
-                            ValueError, "signature"),
+        "wrong signature": (
+            _save_with_metadata(torch.jit.script(_WrongSignature()), folder / "sig.pt", variant()),
+            ValueError,
+            "signature",
+        ),
         "broken code": (broken_code, ValueError, "could not be loaded as TorchScript"),
     }
 
 
-@pytest.mark.parametrize("case", ["garbage", "empty", "truncated", "plain zip", "state dict", "no metadata",
-                                  "directory", "missing", "other format", "future version", "class count",
-                                  "no max_side", "bad threshold", "not json", "wrong signature", "broken code"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "garbage",
+        "empty",
+        "truncated",
+        "plain zip",
+        "state dict",
+        "no metadata",
+        "directory",
+        "missing",
+        "other format",
+        "future version",
+        "class count",
+        "no max_side",
+        "bad threshold",
+        "not json",
+        "wrong signature",
+        "broken code",
+    ],
+)
 def test_bad_model_files_raise_clear_errors(detr_cpp, bad_models, case):
     path, error, message = bad_models[case]
     with pytest.raises(error, match=message):
@@ -551,7 +597,9 @@ def test_memory_stays_flat(detr_cpp, tiny_artefact):
 
 # ---------------------------------------------------------------------------- Python without torch
 
-NO_TORCH_SCRIPT = BLOCK_TORCH + """
+NO_TORCH_SCRIPT = (
+    BLOCK_TORCH
+    + """
 import importlib.util, json, sys
 import numpy as np
 
@@ -576,6 +624,7 @@ except ImportError:
 print(json.dumps({"torch_in_sys_modules": "torch" in sys.modules, "import_torch_blocked": blocked,
                   "modules": sorted(m for m in sys.modules if m.startswith("torch"))}))
 """
+)
 
 
 def test_module_works_without_torch(detr_cpp, small_artefact, python_module, test_images, tmp_path):
@@ -583,9 +632,20 @@ def test_module_works_without_torch(detr_cpp, small_artefact, python_module, tes
     script = tmp_path / "no_torch.py"
     script.write_text(NO_TORCH_SCRIPT)
     result = subprocess.run(
-        [sys.executable, "-I", str(script), detr_cpp.__file__, str(small_artefact), str(tmp_path / "images.npz"),
-         str(tmp_path / "out.npz"), str(torch.get_num_threads())],  # same threads: same float sums
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-I",
+            str(script),
+            detr_cpp.__file__,
+            str(small_artefact),
+            str(tmp_path / "images.npz"),
+            str(tmp_path / "out.npz"),
+            str(torch.get_num_threads()),
+        ],  # same threads: same float sums
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -617,8 +677,12 @@ def test_cli_json_matches_module(detr_cli, detector, exact_detector, small_artef
         for extra, module_detector in (([], detector), (["--no-optimize"], exact_detector)):
             # the module shares this process's intra-op thread count; the program must use the same
             threads = ["--threads", str(torch.get_num_threads())]
-            result = subprocess.run([str(detr_cli), str(small_artefact), str(path), *threads, *extra],
-                                    capture_output=True, text=True, timeout=600)
+            result = subprocess.run(
+                [str(detr_cli), str(small_artefact), str(path), *threads, *extra],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert result.returncode == 0, result.stderr
             output = json.loads(result.stdout)
             assert (output["height"], output["width"]) == image.shape[:2]
@@ -648,8 +712,21 @@ def test_cli_threshold_and_errors(detr_cli, exact_detector, small_artefact, test
     scores = np.sort(exact_detector.detect(test_images[0])["scores"])
     middle = len(scores) // 2
     threshold = float((scores[middle - 1] + scores[middle]) / 2)
-    result = subprocess.run([str(detr_cli), str(small_artefact), str(path), "--threshold", repr(threshold),
-                             "--no-optimize", "--threads", "1"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            str(detr_cli),
+            str(small_artefact),
+            str(path),
+            "--threshold",
+            repr(threshold),
+            "--no-optimize",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     scores = [d["score"] for d in json.loads(result.stdout)["detections"]]
     assert len(scores) == len(exact_detector.detect(test_images[0], score_threshold=threshold)["scores"])
@@ -675,8 +752,9 @@ def test_cli_threshold_and_errors(detr_cli, exact_detector, small_artefact, test
 def test_cli_runs_an_aotinductor_package(detr_cli, aoti_detector, test_images, tmp_path):
     path = tmp_path / "image.png"
     Image.fromarray(test_images[0]).save(path)
-    result = subprocess.run([str(detr_cli), aoti_detector.model_path, str(path)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(detr_cli), aoti_detector.model_path, str(path)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     detections = json.loads(result.stdout)["detections"]
     found = {
@@ -688,6 +766,7 @@ def test_cli_runs_an_aotinductor_package(detr_cli, aoti_detector, test_images, t
 
 
 # ---------------------------------------------------------------------------- type stubs
+
 
 def _stub_names(tree) -> tuple:
     module = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}

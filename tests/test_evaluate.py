@@ -36,8 +36,9 @@ def dataset(tmp_path_factory) -> Path:
     for index, ((height, width), boxes, labels) in enumerate(IMAGES):
         path = root / "images" / f"card_{index}.png"
         Image.new("RGB", (width, height), (200 + index * 10, 220, 240)).save(path)
-        records.append({"file_name": f"images/{path.name}", "width": width, "height": height,
-                        "boxes": boxes, "labels": labels})
+        records.append(
+            {"file_name": f"images/{path.name}", "width": width, "height": height, "boxes": boxes, "labels": labels}
+        )
         write_voc(root / "images" / f"card_{index}.xml", path, width, height, boxes, labels, CLASSES)
     write_coco(root / "annotations.json", records, CLASSES)
     return root
@@ -54,11 +55,11 @@ class FakeModel(torch.nn.Module):
         boxes = torch.zeros(len(detections), count, 4)
         scores = torch.zeros(len(detections), count)
         labels = torch.zeros(len(detections), count, dtype=torch.int64)
-        for i, (_, b, s, l) in enumerate(detections):
+        for i, (_, b, s, found_labels) in enumerate(detections):
             if b:
-                boxes[i, :len(b)] = torch.tensor(b, dtype=torch.float32)
-                scores[i, :len(s)] = torch.tensor(s, dtype=torch.float32)
-                labels[i, :len(l)] = torch.tensor(l)
+                boxes[i, : len(b)] = torch.tensor(b, dtype=torch.float32)
+                scores[i, : len(s)] = torch.tensor(s, dtype=torch.float32)
+                labels[i, : len(found_labels)] = torch.tensor(found_labels)
         self.register_buffer("boxes", boxes)
         self.register_buffer("scores", scores)
         self.register_buffer("labels", labels)
@@ -131,8 +132,9 @@ def test_cli_prints_one_json_object_for_every_layout(dataset, tmp_path, capsys):
 def test_unknown_labels_are_reported_and_skipped(dataset, tmp_path, capsys):
     document = json.loads((dataset / "annotations.json").read_text())
     document["categories"].append({"id": 99, "name": "dropdown"})
-    document["annotations"].append({"id": 1000, "image_id": 1, "category_id": 99, "bbox": [0, 0, 10, 10],
-                                    "area": 100, "iscrowd": 0})
+    document["annotations"].append(
+        {"id": 1000, "image_id": 1, "category_id": 99, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0}
+    )
     path = dataset / "with_unknown.json"
     path.write_text(json.dumps(document))
     assert main(["--data", str(path), "--model", str(artefact(perfect(), tmp_path / "p.pt"))]) == 0
@@ -159,7 +161,9 @@ def test_numpy_map_matches_pycocotools_on_noisy_predictions():
         jitter[:, 2:] = np.maximum(jitter[:, 2:], jitter[:, :2] + 1)
         false = rng.uniform(0, 150, (3, 2))
         boxes = np.concatenate([jitter, np.concatenate([false, false + 20], 1)])
-        det_labels = np.concatenate([np.where(rng.random(n) < 0.85, labels, rng.integers(0, 4, n)), rng.integers(0, 4, 3)])
+        det_labels = np.concatenate(
+            [np.where(rng.random(n) < 0.85, labels, rng.integers(0, 4, n)), rng.integers(0, 4, 3)]
+        )
         ground_truth.append((gt, labels))
         detections.append((boxes, rng.random(len(boxes)), det_labels))
         sizes.append((220, 220))

@@ -17,6 +17,7 @@ from typing import Dict, Set
 import pytest
 
 from detr_deploy.paths import REPO_ROOT
+
 from torch_free import BLOCK_TORCH
 
 PACKAGE = REPO_ROOT / "detr_deploy"
@@ -128,6 +129,5 @@ def test_nothing_outside_bench_imports_bench(import_graph):
 def test_torch_free_modules_import_with_torch_blocked(import_graph):
     modules = sorted(name for name in import_graph if subpackage(name) in TORCH_FREE and "__main__" not in name)
     script = BLOCK_TORCH + "import importlib\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
-    result = subprocess.run([sys.executable, "-I", "-c", script, *modules], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-I", "-c", script, *modules], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from detr_deploy.data.cards import CLASS_NAMES
+from detr_deploy.data.classes import CLASS_NAMES
 from detr_deploy.evaluate import box_iou_matrix, match_to_ground_truth, precision_recall
 from detr_deploy.plotting import decoder_cross_attention, plot_attention, plot_ground_truth_comparison
 
@@ -26,12 +26,15 @@ def test_iou_matrix_known_values():
 
 
 def test_match_true_false_missed_and_wrong_class():
-    boxes = np.array([
-        [0, 0, 10, 10],    # perfect textbox -> gt 0
-        [0, 0, 10, 10],    # duplicate of gt 0, lower score -> false positive with IoU 1
-        [25, 20, 45, 40],  # radiobutton shifted by 5 px: IoU 15*20 / (2*400 - 300) = 0.6 -> gt 1
-        [50, 0, 60, 10],   # right box, wrong class (textbox on a checkbox) -> false positive, IoU 0
-    ], np.float32)
+    boxes = np.array(
+        [
+            [0, 0, 10, 10],  # perfect textbox -> gt 0
+            [0, 0, 10, 10],  # duplicate of gt 0, lower score -> false positive with IoU 1
+            [25, 20, 45, 40],  # radiobutton shifted by 5 px: IoU 15*20 / (2*400 - 300) = 0.6 -> gt 1
+            [50, 0, 60, 10],  # right box, wrong class (textbox on a checkbox) -> false positive, IoU 0
+        ],
+        np.float32,
+    )
     scores = np.array([0.9, 0.8, 0.95, 0.7])
     labels = np.array([0, 0, 1, 0])
     match = match_to_ground_truth(boxes, scores, labels, GT_BOXES, GT_LABELS)
@@ -57,8 +60,10 @@ def test_match_with_nothing_on_either_side():
 
 
 def test_precision_recall_counts():
-    detections = [(GT_BOXES, np.array([0.9, 0.6, 0.3]), GT_LABELS),
-                  (np.array([[0, 0, 5, 5]], np.float32), np.array([0.95]), np.array([0]))]
+    detections = [
+        (GT_BOXES, np.array([0.9, 0.6, 0.3]), GT_LABELS),
+        (np.array([[0, 0, 5, 5]], np.float32), np.array([0.95]), np.array([0])),
+    ]
     ground_truth = [(GT_BOXES, GT_LABELS), (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))]
     low, mid, high = precision_recall(detections, ground_truth, [0.1, 0.5, 0.99])
     assert (low["true_positives"], low["false_positives"], low["missed"]) == (3, 1, 0)
@@ -72,13 +77,33 @@ def test_figures_draw():
     image = np.full((60, 80, 3), 255, np.uint8)
     match = match_to_ground_truth(GT_BOXES[:2], [0.9, 0.4], [0, 2], GT_BOXES, GT_LABELS)
     fig, axes = plt.subplots(1, 2)
-    plot_ground_truth_comparison(axes[0], image, GT_BOXES[:2], [0.9, 0.4], [0, 2], GT_BOXES, GT_LABELS, match,
-                                 CLASS_NAMES, crop=(0, 0, 45, 45), title="t")
+    plot_ground_truth_comparison(
+        axes[0],
+        image,
+        GT_BOXES[:2],
+        [0.9, 0.4],
+        [0, 2],
+        GT_BOXES,
+        GT_LABELS,
+        match,
+        CLASS_NAMES,
+        crop=(0, 0, 45, 45),
+        title="t",
+    )
     assert axes[0].get_xlim() == (0, 45) and axes[0].get_ylim() == (45, 0)
     texts = [text.get_text() for text in axes[0].texts]
-    assert "missed radiobutton" in texts and "missed checkbox" in texts and any(t.startswith("FP checkbox") for t in texts)
-    plot_attention(axes[1], image, np.random.default_rng(0).random((3, 4)), box=GT_BOXES[0], label=0, score=0.9,
-                   class_names=CLASS_NAMES)
+    assert (
+        "missed radiobutton" in texts and "missed checkbox" in texts and any(t.startswith("FP checkbox") for t in texts)
+    )
+    plot_attention(
+        axes[1],
+        image,
+        np.random.default_rng(0).random((3, 4)),
+        box=GT_BOXES[0],
+        label=0,
+        score=0.9,
+        class_names=CLASS_NAMES,
+    )
     assert axes[1].get_title() == "textbox 0.90"
     plt.close(fig)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detr_deploy.native import cpp_build
-from detr_deploy.native import runtime_folder
+from detr_deploy.native import cpp_build, runtime_folder
+
 from torch_free import BLOCK_TORCH
 
 LIBRARY_DIR = Path(cpp_build.torch_build_info()["library_dir"])
@@ -40,7 +40,9 @@ def assembled_folder(detr_cpp, small_artefact, tmp_path_factory):
     return report, moved
 
 
-USE_FOLDER = BLOCK_TORCH + """
+USE_FOLDER = (
+    BLOCK_TORCH
+    + """
 import json
 import numpy as np
 folder, image_path = sys.argv[1:3]
@@ -53,6 +55,7 @@ loaded = sorted({line.split()[-1] for line in maps.splitlines() if ".so" in line
 print(json.dumps({"module": detr_cpp.__file__, "loaded": loaded, "torch": "torch" in sys.modules,
                   **{key: value.tolist() for key, value in found.items()}}))
 """
+)
 
 
 def _clean_env():
@@ -73,11 +76,15 @@ def test_folder_holds_exactly_what_the_module_needs(assembled_folder):
         assert info["needed_by"], f"{name} shipped but nothing needs it"
     # CUDA: only what libtorch_cpu.so itself links (runtime and profiler), per its NEEDED entries
     cuda = {name for name in names if "cuda" in name or "cupti" in name}
-    assert cuda == {name for name in runtime_folder.needed_libraries(LIBRARY_DIR / "libtorch_cpu.so")
-                    if "cuda" in name or "cupti" in name}
+    assert cuda == {
+        name
+        for name in runtime_folder.needed_libraries(LIBRARY_DIR / "libtorch_cpu.so")
+        if "cuda" in name or "cupti" in name
+    }
     assert not [name for name in names if name.startswith(("libc.so", "libstdc++", "libm.so", "ld-linux"))]
     assert {"model.pt", "example.py", "manifest.json", "detr_cpp.pyi", report.module.name} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["module"] == report.module.name and set(manifest["libraries"]) == set(names)
     total = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
@@ -96,8 +103,9 @@ def test_rpaths_are_origin_relative(assembled_folder):
             assert Path(path).parent == folder / "lib", f"{name} resolves to {path}"
 
 
-def test_folder_runs_without_torch_from_another_directory(assembled_folder, detr_cpp, small_artefact, test_images,
-                                                          tmp_path):
+def test_folder_runs_without_torch_from_another_directory(
+    assembled_folder, detr_cpp, small_artefact, test_images, tmp_path
+):
     _, folder = assembled_folder
     image = test_images[0]
     np.save(tmp_path / "image.npy", image)
@@ -105,8 +113,14 @@ def test_folder_runs_without_torch_from_another_directory(assembled_folder, detr
     script.write_text(USE_FOLDER)
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
-    result = subprocess.run([sys.executable, "-I", str(script), str(folder), str(tmp_path / "image.npy")],
-                            capture_output=True, text=True, cwd=elsewhere, env=_clean_env(), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), str(folder), str(tmp_path / "image.npy")],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=_clean_env(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output["torch"] is False
@@ -125,10 +139,21 @@ def test_example_script_runs(assembled_folder, test_images, tmp_path):
     code_lines = [line for line in example.splitlines() if line.strip() and not line.startswith(('"""', "usage"))]
     assert len(code_lines) <= 16
     np.save(tmp_path / "image.npy", test_images[0])
-    result = subprocess.run([sys.executable, "-I", "-c", BLOCK_TORCH + "import runpy; sys.argv = sys.argv[1:]; "
-                             "runpy.run_path(sys.argv[0], run_name='__main__')",
-                             str(folder / "example.py"), str(tmp_path / "image.npy")],
-                            capture_output=True, text=True, cwd=tmp_path, env=_clean_env(), timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            BLOCK_TORCH + "import runpy; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+            str(folder / "example.py"),
+            str(tmp_path / "image.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_clean_env(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 25  # the small model's 25 queries, all kept at threshold 0
@@ -178,8 +203,14 @@ def test_folder_runs_an_aotinductor_package_without_torch(assembled_folder, detr
     np.save(tmp_path / "image.npy", image)
     script = tmp_path / "use_folder.py"
     script.write_text(USE_FOLDER.replace('"/model.pt", optimize=False', '"/model.pt2"'))
-    result = subprocess.run([sys.executable, "-I", str(script), str(copy), str(tmp_path / "image.npy")],
-                            capture_output=True, text=True, cwd=tmp_path, env=_clean_env(), timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), str(copy), str(tmp_path / "image.npy")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_clean_env(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output["torch"] is False

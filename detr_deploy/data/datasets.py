@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -42,11 +41,11 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from detr_deploy.data.classes import CLASS_NAMES, card_seed
 from detr_deploy.model.box_ops import box_xyxy_to_cxcywh
 from detr_deploy.model.pipeline import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
-    "DEFAULT_CLASS_NAMES",
     "class_names",
     "card_seed",
     "target_size",
@@ -65,27 +64,12 @@ __all__ = [
     "TensorBatcher",
 ]
 
-DEFAULT_CLASS_NAMES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
-
 PathLike = Union[str, os.PathLike]
 
 
 def class_names() -> List[str]:
-    """The card classes, from :mod:`detr_deploy.data.cards` when it is importable."""
-    try:
-        from detr_deploy.data.cards import CLASS_NAMES  # type: ignore
-
-        return list(CLASS_NAMES)
-    except ImportError:
-        return list(DEFAULT_CLASS_NAMES)
-
-
-def card_seed(seed: int, index: int) -> int:
-    """Seed of card ``index`` of the synthetic stream ``seed``: the rule of
-    ``detr_deploy.data.cards.generate_dataset`` (image ``i`` of a data set generated with ``seed``
-    is card ``seed * 1_000_003 + i``), so streams of different seeds never overlap for
-    fewer than a million cards, and a training stream can be checked against a folder."""
-    return int(seed) * 1_000_003 + int(index)
+    """The card classes (:data:`detr_deploy.data.classes.CLASS_NAMES`) as a new list."""
+    return list(CLASS_NAMES)
 
 
 def target_size(height: int, width: int, min_size: int, max_size: int) -> Tuple[int, int]:
@@ -189,18 +173,22 @@ RenderFn = Callable[[int], Tuple[Image.Image, List[dict]]]
 
 
 def _default_renderer() -> RenderFn:
-    try:
-        from detr_deploy.data.cards import render_card  # type: ignore
-    except ImportError as error:  # pragma: no cover - depends on the repository state
-        raise ImportError("synthetic cards need detr_deploy.data.cards.render_card") from error
+    from detr_deploy.data.cards import render_card  # fonts and pictures load only once cards are rendered
+
     return render_card
 
 
 class SyntheticCards:
     """Cards ``render(card_seed(seed, first_index + i))`` for ``i < num_cards``."""
 
-    def __init__(self, num_cards: int, seed: int = 0, render: Optional[RenderFn] = None,
-                 names: Optional[Sequence[str]] = None, first_index: int = 0) -> None:
+    def __init__(
+        self,
+        num_cards: int,
+        seed: int = 0,
+        render: Optional[RenderFn] = None,
+        names: Optional[Sequence[str]] = None,
+        first_index: int = 0,
+    ) -> None:
         self.num_cards = int(num_cards)
         self.seed = int(seed)
         self.first_index = int(first_index)
@@ -258,7 +246,7 @@ def read_labelled(path: PathLike, names: Sequence[str], warn=None) -> List[Tuple
         for image in document["images"]:
             items = per_image[image["id"]]
             boxes = np.asarray([b for b, _ in items], dtype=np.float32).reshape(-1, 4)
-            labels = np.asarray([l for _, l in items], dtype=np.int64)
+            labels = np.asarray([label for _, label in items], dtype=np.int64)
             file_path = root / image["file_name"]
             if not file_path.is_file() and (root / "images" / image["file_name"]).is_file():
                 file_path = root / "images" / image["file_name"]
@@ -348,8 +336,14 @@ def collate(samples: Sequence[Dict[str, object]]) -> Tuple[Tensor, Tensor, List[
         h, w = sample["image"].shape[1:]
         images[index, :, :h, :w] = sample["image"]
         mask[index, :h, :w] = False
-        targets.append({"boxes": sample["boxes"], "labels": sample["labels"],
-                        "image_id": torch.tensor(sample["image_id"]), "size": torch.tensor(sample["size"])})
+        targets.append(
+            {
+                "boxes": sample["boxes"],
+                "labels": sample["labels"],
+                "image_id": torch.tensor(sample["image_id"]),
+                "size": torch.tensor(sample["size"]),
+            }
+        )
     return images, mask, targets
 
 
@@ -377,7 +371,7 @@ def _render_one(index: int):
     image, boxes, labels = source.get(index)
     width, height = image.size
     probability, low, high = _WORKER_STATE["jpeg"]
-    rng = random.Random(_WORKER_STATE["seed"] * 1_000_003 + index)
+    rng = random.Random(card_seed(_WORKER_STATE["seed"], index))
     if probability > 0 and rng.random() < probability:
         image = _jpeg(image, rng.randint(low, high))
     size = target_size(height, width, _WORKER_STATE["min_size"], _WORKER_STATE["max_size"])
@@ -427,15 +421,27 @@ def render_cache(
     pixels = np.lib.format.open_memmap(out / "pixels.npy", mode="w+", dtype=np.uint8, shape=(int(pixel_offsets[-1]),))
     offsets = np.zeros(count + 1, dtype=np.int64)
     for index, result in enumerate(results):
-        pixels[pixel_offsets[index]:pixel_offsets[index + 1]] = result[1].reshape(-1)
+        pixels[pixel_offsets[index] : pixel_offsets[index + 1]] = result[1].reshape(-1)
         offsets[index + 1] = offsets[index] + len(result[3])
         results[index] = (None, None, result[2], result[3])  # free the pixels early
     pixels.flush()
     del pixels
-    boxes = np.concatenate([r[2] for r in results]).reshape(-1, 4).astype(np.float32) if count else np.zeros((0, 4), np.float32)
+    boxes = (
+        np.concatenate([r[2] for r in results]).reshape(-1, 4).astype(np.float32)
+        if count
+        else np.zeros((0, 4), np.float32)
+    )
     labels = np.concatenate([r[3] for r in results]).reshape(-1).astype(np.int64) if count else np.zeros(0, np.int64)
-    np.savez(out / "meta.npz", sizes=sizes, pixel_offsets=pixel_offsets, boxes=boxes, labels=labels,
-             offsets=offsets, min_size=min_size, max_size=max_size)
+    np.savez(
+        out / "meta.npz",
+        sizes=sizes,
+        pixel_offsets=pixel_offsets,
+        boxes=boxes,
+        labels=labels,
+        offsets=offsets,
+        min_size=min_size,
+        max_size=max_size,
+    )
     return out
 
 
@@ -466,11 +472,14 @@ def load_cache(path: PathLike, mmap: bool = True) -> Dict[str, np.ndarray]:
         return parts[0]
     if len({(c["min_size"], c["max_size"]) for c in parts}) != 1:
         raise ValueError(f"caches {path!r} were rendered at different resolutions")
-    merged = {"min_size": parts[0]["min_size"], "max_size": parts[0]["max_size"],
-              "sizes": np.concatenate([c["sizes"] for c in parts]),
-              "boxes": np.concatenate([c["boxes"] for c in parts]),
-              "labels": np.concatenate([c["labels"] for c in parts]),
-              "pixels": np.concatenate([np.asarray(c["pixels"]) for c in parts])}
+    merged = {
+        "min_size": parts[0]["min_size"],
+        "max_size": parts[0]["max_size"],
+        "sizes": np.concatenate([c["sizes"] for c in parts]),
+        "boxes": np.concatenate([c["boxes"] for c in parts]),
+        "labels": np.concatenate([c["labels"] for c in parts]),
+        "pixels": np.concatenate([np.asarray(c["pixels"]) for c in parts]),
+    }
     pixel_offsets, offsets = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
     for c in parts:
         pixel_offsets.append(c["pixel_offsets"][1:] + pixel_offsets[-1][-1])
@@ -500,9 +509,17 @@ class TensorBatcher:
     :meth:`batches` iterates once over the cache in order (validation).
     """
 
-    def __init__(self, cache: Dict[str, np.ndarray], batch_size: int, device, augment: bool = True,
-                 scale_jitter: float = 0.1, resolution_scale: float = 1.0, seed: int = 0,
-                 aspect_groups: int = 6) -> None:
+    def __init__(
+        self,
+        cache: Dict[str, np.ndarray],
+        batch_size: int,
+        device,
+        augment: bool = True,
+        scale_jitter: float = 0.1,
+        resolution_scale: float = 1.0,
+        seed: int = 0,
+        aspect_groups: int = 6,
+    ) -> None:
         self.device = torch.device(device)
         with warnings.catch_warnings():  # a read-only memmap: it is only ever read
             warnings.simplefilter("ignore", UserWarning)
@@ -537,8 +554,13 @@ class TensorBatcher:
         return self.count
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "orders": self.orders, "positions": self.positions,
-                "images_drawn": self.images_drawn, "count": self.count}
+        return {
+            "generator": self.generator.get_state(),
+            "orders": self.orders,
+            "positions": self.positions,
+            "images_drawn": self.images_drawn,
+            "count": self.count,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
@@ -556,7 +578,7 @@ class TensorBatcher:
                 self.orders[group] = members[torch.randperm(len(members), generator=self.generator)]
                 self.positions[group] = 0
             start = self.positions[group]
-            take = self.orders[group][start:start + self.batch_size - len(chosen)].tolist()
+            take = self.orders[group][start : start + self.batch_size - len(chosen)].tolist()
             self.positions[group] += len(take)
             chosen.extend(take)
         self.images_drawn += len(chosen)
@@ -569,7 +591,7 @@ class TensorBatcher:
         mask = torch.ones((len(indices), height, width), dtype=torch.bool, device=self.device)
         for row, index in enumerate(indices):
             h, w = int(self.sizes_cpu[index, 0]), int(self.sizes_cpu[index, 1])
-            batch[row, :h, :w] = self.pixels[self.pixel_offsets[index]:self.pixel_offsets[index + 1]].view(h, w, 3)
+            batch[row, :h, :w] = self.pixels[self.pixel_offsets[index] : self.pixel_offsets[index + 1]].view(h, w, 3)
             mask[row, :h, :w] = False
         return batch.permute(0, 3, 1, 2).float(), mask
 
@@ -578,9 +600,14 @@ class TensorBatcher:
         for i in indices:
             start, stop = self.offsets[i], self.offsets[i + 1]
             h, w = int(self.sizes_cpu[i, 0]), int(self.sizes_cpu[i, 1])
-            targets.append({"boxes": self.boxes[start:stop], "labels": self.labels[start:stop],
-                            "image_id": torch.tensor(i),
-                            "size": torch.tensor([round(h * self.resolution_scale), round(w * self.resolution_scale)])})
+            targets.append(
+                {
+                    "boxes": self.boxes[start:stop],
+                    "labels": self.labels[start:stop],
+                    "image_id": torch.tensor(i),
+                    "size": torch.tensor([round(h * self.resolution_scale), round(w * self.resolution_scale)]),
+                }
+            )
         return targets
 
     def _finish(self, pixels: Tensor, mask: Tensor, scale: float) -> Tuple[Tensor, Tensor]:
@@ -607,7 +634,9 @@ class TensorBatcher:
             saturation = 1.0 + (rand[:, 2] * 2 - 1) * 0.3
             saturation = torch.where(rand[:, 3] < 0.1, torch.zeros_like(saturation), saturation)
             pixels = (pixels - gray) * saturation.view(-1, 1, 1, 1) + gray
-            permutation = [(2, 1, 0), (1, 0, 2), (0, 2, 1), (1, 2, 0), (2, 0, 1)][int(torch.randint(5, (1,), generator=self.generator))]
+            permutation = [(2, 1, 0), (1, 0, 2), (0, 2, 1), (1, 2, 0), (2, 0, 1)][
+                int(torch.randint(5, (1,), generator=self.generator))
+            ]
             pixels = torch.where((rand[:, 4] < 0.2).view(-1, 1, 1, 1), pixels[:, list(permutation)], pixels)
             pixels = pixels.clamp(0, 255)
         pixels, mask = self._finish(pixels, mask, scale)
@@ -618,7 +647,7 @@ class TensorBatcher:
         size = batch_size or self.batch_size
         order = self.by_aspect.tolist()
         for start in range(0, self.count, size):
-            indices = order[start:start + size]
+            indices = order[start : start + size]
             pixels, mask = self._assemble(indices)
             pixels, mask = self._finish(pixels, mask, self.resolution_scale)
             yield pixels, mask, self._targets(indices)
@@ -629,8 +658,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pre-render synthetic cards ``card_seed(S, K..K+N-1)`` into a cache folder."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m detr_deploy.data.datasets",
-                                     description="Pre-render synthetic cards at the training resolution.")
+    parser = argparse.ArgumentParser(
+        prog="python -m detr_deploy.data.datasets", description="Pre-render synthetic cards at the training resolution."
+    )
     parser.add_argument("out")
     parser.add_argument("--num", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
@@ -640,11 +670,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = all CPUs)")
     args = parser.parse_args(argv)
     start = time.time()
-    render_cache(args.out, SyntheticCards(args.num, args.seed, first_index=args.start), args.min_size, args.max_size,
-                 workers=args.workers)
+    render_cache(
+        args.out,
+        SyntheticCards(args.num, args.seed, first_index=args.start),
+        args.min_size,
+        args.max_size,
+        workers=args.workers,
+    )
     cache = load_cache(args.out)
-    print(f"{args.out}: {args.num} cards (seed {args.seed}, from index {args.start}) at {args.min_size}/{args.max_size}, "
-          f"{cache['pixels'].nbytes / 1e9:.2f} GB, {len(cache['labels'])} boxes, {time.time() - start:.1f} s", flush=True)
+    print(
+        f"{args.out}: {args.num} cards (seed {args.seed}, from index {args.start}) at {args.min_size}/{args.max_size}, "
+        f"{cache['pixels'].nbytes / 1e9:.2f} GB, {len(cache['labels'])} boxes, {time.time() - start:.1f} s",
+        flush=True,
+    )
     return 0
 
 

@@ -77,7 +77,7 @@ def read_state_dict(path: PathLike) -> Tuple[Dict[str, Tensor], dict]:
         raise ValueError(f"checkpoint {path} is not a state_dict of tensors")
     # checkpoints saved from DistributedDataParallel prefix every key with "module."
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state, extra
 
 

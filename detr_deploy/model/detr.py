@@ -51,17 +51,97 @@ __all__ = [
 # Index i is COCO category id i; "N/A" marks ids COCO 2017 does not use. The official
 # checkpoints predict 92 logits: these 91 ids plus "no object" at index 91.
 COCO_CLASSES: Tuple[str, ...] = (
-    "N/A", "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck",
-    "boat", "traffic light", "fire hydrant", "N/A", "stop sign", "parking meter", "bench",
-    "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe",
-    "N/A", "backpack", "umbrella", "N/A", "N/A", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove",
-    "skateboard", "surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup", "fork",
-    "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot",
-    "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "N/A",
-    "dining table", "N/A", "N/A", "toilet", "N/A", "tv", "laptop", "mouse", "remote",
-    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "N/A",
-    "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
+    "N/A",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "N/A",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "N/A",
+    "backpack",
+    "umbrella",
+    "N/A",
+    "N/A",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "N/A",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "N/A",
+    "dining table",
+    "N/A",
+    "N/A",
+    "toilet",
+    "N/A",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "N/A",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 
@@ -96,9 +176,7 @@ class DETRConfig:
         if self.d_model % self.nhead or self.d_model % 2:
             raise ValueError(f"d_model={self.d_model} must be even and divisible by nhead={self.nhead}")
         if len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"class_names has {len(self.class_names)} entries but num_classes={self.num_classes}"
-            )
+            raise ValueError(f"class_names has {len(self.class_names)} entries but num_classes={self.num_classes}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,9 +220,7 @@ class Backbone(nn.Module):
 
     def __init__(self, config: DETRConfig) -> None:
         super().__init__()
-        self.body = ResNetBody(
-            config.backbone, config.dilation, config.backbone_last_stage, config.batch_norm
-        )
+        self.body = ResNetBody(config.backbone, config.dilation, config.backbone_last_stage, config.batch_norm)
         _, layer4_channels = _RESNETS[config.backbone]
         self.num_channels = layer4_channels if config.backbone_last_stage == 4 else layer4_channels // 2
         self.stride = 16 if (config.dilation or config.backbone_last_stage == 3) else 32
@@ -264,9 +340,7 @@ class DecoderLayer(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            [EncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)]
-        )
+        self.layers = nn.ModuleList([EncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)])
 
     def forward(self, src: Tensor, pos: Tensor, padding_mask: Tensor) -> Tensor:
         for layer in self.layers:
@@ -277,9 +351,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            [DecoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)]
-        )
+        self.layers = nn.ModuleList([DecoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)])
         self.norm = nn.LayerNorm(d_model)
 
     def forward(
@@ -339,9 +411,7 @@ class MLP(nn.Module):
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1)
-        self.layers = nn.ModuleList(
-            [nn.Linear(d_in, d_out) for d_in, d_out in zip(dims, dims[1:] + [output_dim])]
-        )
+        self.layers = nn.ModuleList([nn.Linear(d_in, d_out) for d_in, d_out in zip(dims, dims[1:] + [output_dim])])
 
     def forward(self, x: Tensor) -> Tensor:
         last = len(self.layers) - 1
@@ -418,7 +488,9 @@ def _with_classes(overrides: dict) -> dict:
     """Give ``class_names`` a default that fits ``num_classes`` when only the count is set."""
     if "num_classes" in overrides and "class_names" not in overrides:
         count = overrides["num_classes"]
-        overrides["class_names"] = list(COCO_CLASSES) if count == len(COCO_CLASSES) else [f"class_{i}" for i in range(count)]
+        overrides["class_names"] = (
+            list(COCO_CLASSES) if count == len(COCO_CLASSES) else [f"class_{i}" for i in range(count)]
+        )
     return overrides
 
 

@@ -73,7 +73,8 @@ class DetectionPipeline(nn.Module):
             )
         if image.shape[2] != 3:
             raise ValueError(
-                "image must have 3 channels (RGB) in the last dimension, got " + str(image.shape[2])
+                "image must have 3 channels (RGB) in the last dimension, got "
+                + str(image.shape[2])
                 + "; convert greyscale or RGBA images to RGB first"
             )
         if image.dtype != torch.uint8:
@@ -82,8 +83,13 @@ class DetectionPipeline(nn.Module):
             raise ValueError("image is empty: " + str(image.shape[0]) + "x" + str(image.shape[1]))
         if image.shape[0] > self.max_input_side or image.shape[1] > self.max_input_side:
             raise ValueError(
-                "image " + str(image.shape[0]) + "x" + str(image.shape[1]) + " exceeds the limit of "
-                + str(self.max_input_side) + " pixels per side"
+                "image "
+                + str(image.shape[0])
+                + "x"
+                + str(image.shape[1])
+                + " exceeds the limit of "
+                + str(self.max_input_side)
+                + " pixels per side"
             )
 
     def resized_size(self, height: int, width: int) -> Tuple[int, int]:
@@ -129,7 +135,12 @@ class DetectionPipeline(nn.Module):
         return ((pixels[0] / 255.0) - self.mean) / self.std
 
     def postprocess(
-        self, logits: Tensor, boxes: Tensor, height: int, width: int, score_threshold: float,
+        self,
+        logits: Tensor,
+        boxes: Tensor,
+        height: int,
+        width: int,
+        score_threshold: float,
         topk_order: bool = False,
     ) -> Detections:
         """One image's logits [Q, K+1] and boxes [Q, 4] -> detections in input pixels.
@@ -165,9 +176,7 @@ class DetectionPipeline(nn.Module):
         threshold = self._threshold(score_threshold)
         pixels = self.preprocess(image).unsqueeze(0)
         out = self.model(pixels)
-        return self.postprocess(
-            out["pred_logits"][0], out["pred_boxes"][0], image.shape[0], image.shape[1], threshold
-        )
+        return self.postprocess(out["pred_logits"][0], out["pred_boxes"][0], image.shape[0], image.shape[1], threshold)
 
     @torch.jit.export
     def forward_batch(self, images: List[Tensor], score_threshold: Optional[float] = None) -> List[Detections]:

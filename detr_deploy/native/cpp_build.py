@@ -101,7 +101,8 @@ def torch_build_info() -> Dict[str, object]:
     else:
         probe = subprocess.run(
             [sys.executable, "-c", "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if probe.returncode != 0:
             raise BuildError("could not import torch to read its C++ ABI: " + _last_line(probe.stderr))
@@ -135,9 +136,13 @@ def first_error(log: str) -> str:
         for index, line in enumerate(lines):
             if re.search(pattern, line):
                 if pattern.startswith("CMake"):
-                    excerpt = [line] + [l for l in lines[index + 1 : index + 6] if l.strip()][:3]
+                    excerpt = [line] + [following for following in lines[index + 1 : index + 6] if following.strip()][
+                        :3
+                    ]
                 elif pattern.startswith("(fatal"):
-                    excerpt = [line] + [l for l in lines[index + 1 : index + 3] if l.startswith(" ")]
+                    excerpt = [line] + [
+                        following for following in lines[index + 1 : index + 3] if following.startswith(" ")
+                    ]
                 else:
                     excerpt = [line]
                 return _shorten("\n".join(excerpt))
@@ -170,7 +175,7 @@ def _map_rendered_lines(text: str, source: Path) -> str:
             match = excerpt.match(line)
             number = str(shift(int(match.group(2))))
             width = len(match.group(1)) + len(match.group(2))
-            line = number.rjust(width) + line[match.end(2):]
+            line = number.rjust(width) + line[match.end(2) :]
         lines.append(line)
     return "".join(lines)
 
@@ -320,7 +325,8 @@ def build_module(verbose: bool = False, force: bool = False, source: Path = MODU
             raise BuildError(
                 f"building {relative(source)} failed:\n{first_error(log)}\n"
                 f"(full log: {relative(log_path)}; build_module(verbose=True) shows it as it runs)",
-                log=log, log_path=log_path,
+                log=log,
+                log_path=log_path,
             ) from None
         size = target.stat().st_size
         _record(name, seconds=round(seconds, 1), size_bytes=size, path=relative(target))
@@ -359,8 +365,14 @@ def build_cli(verbose: bool = False, force: bool = False) -> Path:
     program = cli_path()
     existed = program.exists()
     configure = [
-        "cmake", "-S", str(CPP_DIR), "-B", str(CPP_BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release",
-        f"-DCMAKE_PREFIX_PATH={info['cmake_prefix_path']}", f"-DDETR_CXX11_ABI={info['cxx11_abi']}",
+        "cmake",
+        "-S",
+        str(CPP_DIR),
+        "-B",
+        str(CPP_BUILD_DIR),
+        "-DCMAKE_BUILD_TYPE=Release",
+        f"-DCMAKE_PREFIX_PATH={info['cmake_prefix_path']}",
+        f"-DDETR_CXX11_ABI={info['cxx11_abi']}",
     ]
     build = ["cmake", "--build", str(CPP_BUILD_DIR), "--target", "detr_cli", "--parallel", str(os.cpu_count() or 2)]
     announce = None
@@ -380,7 +392,8 @@ def build_cli(verbose: bool = False, force: bool = False) -> Path:
                 hint = "\n(install the system packages with scripts/install_system_deps.sh)"
             raise BuildError(
                 f"CMake {step} of detr_cli failed:\n{first_error(output)}{hint}\n(full log: {relative(log_path)})",
-                log=log, log_path=log_path,
+                log=log,
+                log_path=log_path,
             ) from None
     _write_log("detr_cli_build.log", log)
     if not program.is_file():
@@ -410,13 +423,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             start = time.perf_counter()
             module = build_module(verbose=args.verbose, force=args.force)
             size = Path(module.__file__).stat().st_size
-            print(f"{MODULE_NAME}: {relative(module.__file__)} "
-                  f"({size / 1e6:.2f} MB, ready in {time.perf_counter() - start:.1f} s)")
+            print(
+                f"{MODULE_NAME}: {relative(module.__file__)} "
+                f"({size / 1e6:.2f} MB, ready in {time.perf_counter() - start:.1f} s)"
+            )
         if not args.module:
             start = time.perf_counter()
             program = build_cli(verbose=args.verbose, force=args.force)
-            print(f"detr_cli: {relative(program)} ({program.stat().st_size / 1e6:.2f} MB, "
-                  f"ready in {time.perf_counter() - start:.1f} s)")
+            print(
+                f"detr_cli: {relative(program)} ({program.stat().st_size / 1e6:.2f} MB, "
+                f"ready in {time.perf_counter() - start:.1f} s)"
+            )
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

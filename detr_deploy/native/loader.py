@@ -57,14 +57,19 @@ def load_detr_cpp(module: Optional[Union[str, Path]] = None, runtime: Optional[U
             found = sorted(p.name for p in folder.glob(MODULE_NAME + "*")) if folder.is_dir() else []
             raise RuntimeError(
                 f"{path} not found"
-                + (f" (the folder holds {', '.join(found)}: built for another Python?)" if found
-                   else ": build the runtime folder with python -m detr_deploy.native.runtime_folder")
+                + (
+                    f" (the folder holds {', '.join(found)}: built for another Python?)"
+                    if found
+                    else ": build the runtime folder with python -m detr_deploy.native.runtime_folder"
+                )
             )
         return import_module_file(path)
     if importlib.util.find_spec(MODULE_NAME) is not None:
         return importlib.import_module(MODULE_NAME)
     path = CPP_DIR / module_filename()
     if not path.is_file():
-        raise RuntimeError(f"the detr_cpp module is not built ({path} is missing): run `make build` "
-                           "or set DETR_RUNTIME to a runtime folder")
+        raise RuntimeError(
+            f"the detr_cpp module is not built ({path} is missing): run `make build` "
+            "or set DETR_RUNTIME to a runtime folder"
+        )
     return import_module_file(path)
