@@ -1,13 +1,20 @@
 """detr_deploy: take a PyTorch DETR out of Python, measured.
 
-Submodules (imported explicitly, so ``import detr_deploy`` stays light and torch-free):
+Subpackages (imported explicitly, so ``import detr_deploy`` stays light and torch-free):
 
-* ``model``      DETR with the official checkpoint layout, plus small configurations
-* ``checkpoint`` loading official / own checkpoints with clear mismatch errors
-* ``deploy``     the in-graph image pipeline (uint8 RGB image in, detections out)
-* ``export``     TorchScript export to an artefact (.pt + .json) and its command line
-* ``images``     image decoding to uint8 RGB arrays
-* ``paths``      repository locations
+* ``model``   DETR with the official checkpoint layout, checkpoint loading, the in-graph image pipeline
+* ``data``    the card classes, COCO/VOC annotations, training data, the synthetic card generator
+* ``train``   Hungarian matcher, losses, the training loop (``python -m detr_deploy.train``)
+* ``export``  TorchScript, AOTInductor, ONNX and OpenVINO artefacts (``python -m detr_deploy.export``),
+  the Triton model repository
+* ``native``  building and importing the C++ module ``detr_cpp``, the slim runtime folder, the
+  ONNX Runtime / OpenVINO runners; no torch in Python
+* ``serve``   the detection service (``python -m detr_deploy.serve``); no torch in Python
+* ``bench``   the benchmark behind chapter 04 (``python -m detr_deploy.bench``)
+
+and the modules ``evaluate`` (COCO mAP and matching), ``plotting`` (figures), ``cli`` (the shared
+``--model`` / ``--checkpoint`` arguments), ``images`` (decoding) and ``paths`` (repository locations).
+CONTRIBUTING.md says what may import what.
 """
 
 __version__ = "0.1.0"

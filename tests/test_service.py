@@ -36,27 +36,34 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from conftest import SMALL_CLASSES, make_test_image, run_in_threads
-from detr_deploy.native import cpp_build
 from detr_deploy.export import model_repository
-from torch_free import BLOCK_TORCH
 from detr_deploy.export.torchscript import load_artefact, save_artefact, sha256_of
-from detr_deploy.serve.service import (ExternalBackend, ServiceError, Settings, check_threshold, decode_image,
-                                 KSERVE_INPUTS, KSERVE_OUTPUTS)
+from detr_deploy.native import cpp_build
+from detr_deploy.paths import REPO_ROOT
+from detr_deploy.serve.kserve import KSERVE_INPUTS, KSERVE_OUTPUTS, ExternalBackend
+from detr_deploy.serve.service import decode_image
+from detr_deploy.serve.settings import ServiceError, Settings, check_threshold
+
+from conftest import SMALL_CLASSES, make_test_image, run_in_threads
+from torch_free import BLOCK_TORCH
 
 MAX_IMAGE_BYTES = 300_000
 START_TIMEOUT_S = 120
 
-# Runs the service with torch blocked; after it stops, reports what was imported.
+# Runs the service with torch blocked; after it stops, reports what was imported, and from where.
 LAUNCHER = BLOCK_TORCH + """
 import json, sys
 from detr_deploy.serve import service
-code = service.main(sys.argv[1:])
+from detr_deploy.serve.http import main
+code = main(sys.argv[1:])
 print(json.dumps({"exit": code, "torch_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "torch"),
                   "detr_cpp_loaded": "detr_cpp" in sys.modules, "service_file": service.__file__,
-                  "detr_cpp_file": getattr(sys.modules.get("detr_cpp"), "__file__", None)}), flush=True)
+                  "detr_cpp_file": getattr(sys.modules.get("detr_cpp"), "__file__", None),
+                  "detr_deploy_files": sorted(str(getattr(m, "__file__", None)) for name, m in list(sys.modules.items())
+                                              if name.split(".")[0] == "detr_deploy")}), flush=True)
 sys.exit(code)
 """
+SERVICE_SOURCE = REPO_ROOT / "detr_deploy" / "serve" / "service.py"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -116,7 +123,7 @@ class ServiceProcess:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                raise AssertionError("service did not stop on SIGTERM:\n" + self.output())
+                raise AssertionError("service did not stop on SIGTERM:\n" + self.output()) from None
         lines = [line for line in self.stdout_path.read_text().splitlines() if line.startswith("{")]
         assert lines, "no report from the launcher:\n" + self.output()
         return json.loads(lines[-1])
@@ -271,8 +278,10 @@ class FakeKServe:
                         return
                     config, _, version = found
                     if parts[3:] == []:
-                        tensors = lambda key: [{"name": t["name"], "datatype": t["data_type"][5:], "shape": t["dims"]}
-                                               for t in config[key]]
+                        def tensors(key):
+                            return [{"name": t["name"], "datatype": t["data_type"][5:], "shape": t["dims"]}
+                                    for t in config[key]]
+
                         return self.answer(200, {"name": parts[2], "versions": [version],
                                                  "platform": config["platform"],
                                                  "inputs": tensors("input"), "outputs": tensors("output")})
@@ -322,7 +331,7 @@ class FakeKServe:
                 raise ValueError(f"input {entry['name']}: datatype {entry['datatype']}, model expects "
                                  f"{spec['data_type'][5:]}")
             shape, dims = entry["shape"], spec["dims"]
-            if len(shape) != len(dims) or any(d != -1 and d != s for s, d in zip(shape, dims)):
+            if len(shape) != len(dims) or any(d != -1 and d != s for s, d in zip(shape, dims, strict=True)):
                 raise ValueError(f"input {entry['name']}: shape {shape}, model expects {dims}")
             dtype = {"UINT8": np.uint8, "FP32": np.float32}[entry["datatype"]]
             size = (entry.get("parameters") or {}).get("binary_data_size")
@@ -575,9 +584,11 @@ def test_model_failure_is_a_500_and_the_service_keeps_serving(built_module, smal
         assert service.detect(ok)[0] == 200
     finally:
         report = service.stop()
-    assert report == {"exit": 0, "torch_loaded": [], "detr_cpp_loaded": True,
-                      "service_file": str(Path(model_repository.__file__).with_name("service.py")),
+    package_files = report.pop("detr_deploy_files")
+    assert report == {"exit": 0, "torch_loaded": [], "detr_cpp_loaded": True, "service_file": str(SERVICE_SOURCE),
                       "detr_cpp_file": str(built_module)}
+    assert str(SERVICE_SOURCE) in package_files
+    assert all(Path(name).is_relative_to(REPO_ROOT / "detr_deploy") for name in package_files), package_files
 
 
 def test_start_up_errors_exit_with_a_message(tmp_path):
@@ -590,7 +601,7 @@ def test_start_up_errors_exit_with_a_message(tmp_path):
          r"DETR_SCORE_THRESHOLD must be in \[0, 1\)"),
     ]
     for env, message in cases:
-        result = subprocess.run([sys.executable, "-m", "detr_deploy.serve.service", "--port", "0"], capture_output=True,
+        result = subprocess.run([sys.executable, "-m", "detr_deploy.serve", "--port", "0"], capture_output=True,
                                 text=True, env=dict(environment, **env), timeout=120)
         assert result.returncode == 1 and re.search(message, result.stderr), (env, result.stderr)
 

@@ -158,8 +158,7 @@ def write_coco(
             )
             ann_id += 1
     categories = [
-        {"id": coco_category_id(i), "name": name, "supercategory": "card_element"}
-        for i, name in enumerate(class_names)
+        {"id": coco_category_id(i), "name": name, "supercategory": "card_element"} for i, name in enumerate(class_names)
     ]
     document = {
         "info": {"description": "pic2card detection labels", "version": "1.0"},
@@ -367,9 +366,7 @@ def _child_number(parent: ET.Element, tag: str, where: str) -> float:
     return value
 
 
-def read_voc(
-    path: PathLike, class_names: Sequence[str]
-) -> Tuple[Path, int, int, np.ndarray, np.ndarray, List[str]]:
+def read_voc(path: PathLike, class_names: Sequence[str]) -> Tuple[Path, int, int, np.ndarray, np.ndarray, List[str]]:
     """Read one Pascal VOC XML file.
 
     Returns ``(image_path, width, height, boxes float32 [N, 4] xyxy, labels int64 [N] 0-based,

@@ -1,5 +1,5 @@
 import sys
 
-from detr_deploy.serve.service import main
+from detr_deploy.serve.http import main
 
 sys.exit(main())

@@ -1,0 +1,156 @@
+"""The service's configuration, read from the environment, and the error every part of it answers with.
+
+Environment variables (command-line flags of ``python -m detr_deploy.serve`` override them)::
+
+    DETR_BACKEND            embedded | external                      (default embedded)
+    DETR_MODEL              artefact .pt for embedded     (default $DETR_RUNTIME/model.pt)
+    DETR_RUNTIME            runtime folder holding detr_cpp and lib/ (default: import
+                            detr_cpp, else the repository's build in cpp/)
+    DETR_OPTIMIZE           1 | 0: freeze + optimize after loading   (default 1)
+    DETR_NUM_THREADS        torch intra-op threads for embedded      (default: libtorch's)
+    DETR_MODEL_SERVER_URL   e.g. http://model-server:8000            (external)
+    DETR_MODEL_NAME         model name in the model server    (default pic2card_detr)
+    DETR_MODEL_SERVER_BINARY  1 | 0: binary tensor data extension or plain JSON (default 1)
+    DETR_MODEL_SERVER_TIMEOUT seconds per model-server call          (default 30)
+    DETR_MAX_IMAGE_BYTES    largest accepted image, bytes            (default 10 MiB)
+    DETR_SCORE_THRESHOLD    default threshold            (default: the model's own)
+    DETR_HOST, PORT         where to listen                  (default 127.0.0.1, 8000)
+    DETR_LOG_LEVEL          DEBUG | INFO | WARNING ... (one INFO line per request; default INFO)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass, fields
+from typing import Mapping, Optional
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODEL_NAME",
+    "DEFAULT_MAX_IMAGE_BYTES",
+    "ENVIRONMENT_VARIABLES",
+    "ServiceError",
+    "Settings",
+    "check_threshold",
+]
+
+BACKENDS = ("embedded", "external")
+DEFAULT_MODEL_NAME = "pic2card_detr"
+DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+# What Settings.from_env reads (the module docstring describes each).
+ENVIRONMENT_VARIABLES = (
+    "DETR_BACKEND", "DETR_MODEL", "DETR_RUNTIME", "DETR_OPTIMIZE", "DETR_NUM_THREADS", "DETR_MODEL_SERVER_URL",
+    "DETR_MODEL_NAME", "DETR_MODEL_SERVER_BINARY", "DETR_MODEL_SERVER_TIMEOUT", "DETR_MAX_IMAGE_BYTES",
+    "DETR_SCORE_THRESHOLD", "DETR_HOST", "PORT", "DETR_LOG_LEVEL",
+)
+
+
+class ServiceError(Exception):
+    """An error with the HTTP status it is answered with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = int(status)
+        self.message = message
+
+
+def _env_number(environ: Mapping[str, str], name: str, kind: type, default=None):
+    """``environ[name]`` as an ``int`` or ``float``, ``default`` when unset or blank."""
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+
+
+def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false), got {value!r}")
+
+
+def check_threshold(value, what: str = "score_threshold") -> Optional[float]:
+    """None, or a float in [0, 1); ValueError naming ``what`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{what} must be a number in [0, 1), got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{what} must be a number in [0, 1), got {value!r}") from None
+    if not (0.0 <= number < 1.0):  # also rejects nan
+        raise ValueError(f"{what} must be in [0, 1), got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration; :meth:`from_env` reads the ``DETR_*`` variables."""
+
+    backend: str = "embedded"
+    model: Optional[str] = None
+    runtime: Optional[str] = None
+    optimize: bool = True
+    num_threads: Optional[int] = None
+    model_server_url: Optional[str] = None
+    model_name: str = DEFAULT_MODEL_NAME
+    binary: bool = True
+    timeout_s: float = 30.0
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    score_threshold: Optional[float] = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"DETR_BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "external" and not self.model_server_url:
+            raise ValueError("the external backend needs DETR_MODEL_SERVER_URL (e.g. http://model-server:8000)")
+        if self.model_server_url and urllib.parse.urlsplit(self.model_server_url).scheme not in ("http", "https"):
+            raise ValueError(f"DETR_MODEL_SERVER_URL must be an http(s) URL, got {self.model_server_url!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.model_name):
+            raise ValueError(f"DETR_MODEL_NAME may hold letters, digits, '_', '.', '-', got {self.model_name!r}")
+        if self.max_image_bytes <= 0:
+            raise ValueError(f"DETR_MAX_IMAGE_BYTES must be positive, got {self.max_image_bytes}")
+        if self.num_threads is not None and self.num_threads <= 0:
+            raise ValueError(f"DETR_NUM_THREADS must be positive, got {self.num_threads}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"DETR_MODEL_SERVER_TIMEOUT must be positive, got {self.timeout_s}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"PORT must be in 0..65535, got {self.port}")
+        check_threshold(self.score_threshold, "DETR_SCORE_THRESHOLD")
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
+        """Settings from ``environ`` (default ``os.environ``); ``overrides`` that are not None win."""
+        environ = os.environ if environ is None else environ
+        timeout = _env_number(environ, "DETR_MODEL_SERVER_TIMEOUT", float)
+        values = dict(
+            backend=environ.get("DETR_BACKEND", "embedded").strip().lower() or "embedded",
+            model=environ.get("DETR_MODEL") or None,
+            runtime=environ.get("DETR_RUNTIME") or None,
+            optimize=_env_bool(environ, "DETR_OPTIMIZE", True),
+            num_threads=_env_number(environ, "DETR_NUM_THREADS", int),
+            model_server_url=environ.get("DETR_MODEL_SERVER_URL") or None,
+            model_name=environ.get("DETR_MODEL_NAME") or DEFAULT_MODEL_NAME,
+            binary=_env_bool(environ, "DETR_MODEL_SERVER_BINARY", True),
+            timeout_s=30.0 if timeout is None else timeout,
+            max_image_bytes=_env_number(environ, "DETR_MAX_IMAGE_BYTES", int, DEFAULT_MAX_IMAGE_BYTES),
+            score_threshold=_env_number(environ, "DETR_SCORE_THRESHOLD", float),
+            host=environ.get("DETR_HOST") or "127.0.0.1",
+            port=_env_number(environ, "PORT", int, 8000),
+        )
+        known = {f.name for f in fields(cls)}
+        values.update({key: value for key, value in overrides.items() if key in known and value is not None})
+        return cls(**values)
