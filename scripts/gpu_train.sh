@@ -62,7 +62,8 @@ stamp "gpu_train.sh: device=$DEVICE out=$OUT work=$WORK resolution=$MIN_SIZE/$MA
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 $PY - <<'EOF'
 import os, torch, numpy, PIL
-print(f"torch {torch.__version__} cuda={torch.cuda.is_available()} numpy {numpy.__version__} Pillow {PIL.__version__} cpus {os.cpu_count()}")
+print(f"torch {torch.__version__} cuda={torch.cuda.is_available()} numpy {numpy.__version__} "
+      f"Pillow {PIL.__version__} cpus {os.cpu_count()}")
 from detr_deploy.data.cards import _font_families
 print("card fonts:", ", ".join(f.name for f in _font_families()))
 EOF
@@ -72,8 +73,10 @@ VAL="$WORK/val_s${VAL_SEED}_${VAL_CARDS}"
 CACHE_A="$WORK/train_s${SEED}_a${ABL_CARDS}"
 CACHE_B="$WORK/train_s${SEED}_b${EXTRA_CARDS}"
 RES="--min-size $MIN_SIZE --max-size $MAX_SIZE"
-$PY -m detr_deploy.data.datasets "$VAL" --num "$VAL_CARDS" --seed "$VAL_SEED" $RES || { stamp "FAILED: rendering"; exit 1; }
-$PY -m detr_deploy.data.datasets "$CACHE_A" --num "$ABL_CARDS" --seed "$SEED" $RES || { stamp "FAILED: rendering"; exit 1; }
+$PY -m detr_deploy.data.datasets "$VAL" --num "$VAL_CARDS" --seed "$VAL_SEED" $RES \
+  || { stamp "FAILED: rendering"; exit 1; }
+$PY -m detr_deploy.data.datasets "$CACHE_A" --num "$ABL_CARDS" --seed "$SEED" $RES \
+  || { stamp "FAILED: rendering"; exit 1; }
 if [ "$RENDER_B_FIRST" = 1 ]; then
   $PY -m detr_deploy.data.datasets "$CACHE_B" --num "$EXTRA_CARDS" --seed "$SEED" --start "$ABL_CARDS" $RES \
     > "$WORK/render_b.txt" 2>&1 || { stamp "FAILED: rendering"; exit 1; }
@@ -98,9 +101,10 @@ mkdir -p "$RUNS"
 declare -A PIDS
 for name in $ORDER; do
   mkdir -p "$RUNS/$name"
-  echo "$PY -m detr_deploy.train --out $RUNS/$name --data $CACHE_A --name $name --time-budget $ABL_SECONDS --decay-start 1.0 $COMMON ${CONFIGS[$name]}" > "$RUNS/$name/command.txt"
-  $PY -m detr_deploy.train --out "$RUNS/$name" --data "$CACHE_A" --name "$name" --time-budget "$ABL_SECONDS" \
-    --decay-start 1.0 $COMMON ${CONFIGS[$name]} > "$RUNS/$name/stdout.txt" 2>&1 &
+  cmd="$PY -m detr_deploy.train --out $RUNS/$name --data $CACHE_A --name $name --time-budget $ABL_SECONDS"
+  cmd="$cmd --decay-start 1.0 $COMMON ${CONFIGS[$name]}"
+  echo "$cmd" > "$RUNS/$name/command.txt"
+  $cmd > "$RUNS/$name/stdout.txt" 2>&1 &
   PIDS[$name]=$!
 done
 stamp "ablation started: $ORDER"
@@ -130,15 +134,17 @@ for name in names:
         continue
     log = json.loads(path.read_text())
     final = log.get("final_val") or {}
-    rows.append({"config": name, "status": log["status"], "map50": final.get("map50", -1.0), "map": final.get("map", -1.0),
-                 "steps": log["step"], "images": log["images"], "train_s": log["elapsed_s"],
-                 "images_per_s": log["images_per_s"], "curve": [(v["elapsed_s"], v["map50"]) for v in log["val_history"]],
+    rows.append({"config": name, "status": log["status"], "map50": final.get("map50", -1.0),
+                 "map": final.get("map", -1.0), "steps": log["step"], "images": log["images"],
+                 "train_s": log["elapsed_s"], "images_per_s": log["images_per_s"],
+                 "curve": [(v["elapsed_s"], v["map50"]) for v in log["val_history"]],
                  "per_class_ap50": final.get("per_class_ap50", {}),
                  "command": (runs / name / "command.txt").read_text().strip()})
 ok = [r for r in rows if r["map50"] >= 0]
 winner = max(ok, key=lambda r: r["map50"])["config"] if ok else ""
 (out / "ablation.json").write_text(json.dumps({"winner": winner, "runs": rows}, indent=2) + "\n")
-lines = ["| config | mAP@0.5 | mAP | steps | images | train s | img/s | mAP@0.5 curve (s: value) |", "|---|---|---|---|---|---|---|---|"]
+lines = ["| config | mAP@0.5 | mAP | steps | images | train s | img/s | mAP@0.5 curve (s: value) |",
+         "|---|---|---|---|---|---|---|---|"]
 for r in rows:
     if r["map50"] < 0:
         lines.append(f"| {r['config']} | failed | | | | | | |")
@@ -158,13 +164,21 @@ stamp "winner: $WINNER"
 cp "$RUNS/$WINNER/model_fp16.pth" "$OUT/model_fp16.pth" 2>/dev/null  # in case the final run fails
 
 # ------------------------------------------------------------------ 3. final run (+ 4. continuation)
-wait "$RENDER_PID" && tail -n 1 "$WORK/render_b.txt" && DATA="$CACHE_A,$CACHE_B" || { stamp "second render failed; final run uses the ablation cards only"; DATA="$CACHE_A"; }
+if wait "$RENDER_PID" && tail -n 1 "$WORK/render_b.txt"; then
+  DATA="$CACHE_A,$CACHE_B"
+else
+  stamp "second render failed; final run uses the ablation cards only"
+  DATA="$CACHE_A"
+fi
 FINAL="$RUNS/final"
 rm -rf "$FINAL" && mkdir -p "$FINAL"
 cp "$RUNS/$WINNER/checkpoint.pth" "$RUNS/$WINNER/log.csv" "$FINAL/"
 if [ "$DEADLINE" -gt 0 ]; then
   LEFT=$(( DEADLINE - ($(date +%s) - T0) - 60 ))  # keep 60 s for loading, validations and saving
-  [ "$LEFT" -lt "$FINAL_SECONDS" ] && { stamp "only $LEFT s left before the deadline: final run shortened"; FINAL_SECONDS=$(( LEFT > 30 ? LEFT : 30 )); }
+  if [ "$LEFT" -lt "$FINAL_SECONDS" ]; then
+    stamp "only $LEFT s left before the deadline: final run shortened"
+    FINAL_SECONDS=$(( LEFT > 30 ? LEFT : 30 ))
+  fi
 fi
 ( while sleep 15; do
     for f in log.csv:final_log.csv log.json:final_log.json model_fp16.pth:model_fp16.pth; do
@@ -210,7 +224,8 @@ export_model(model, f"{out}/demo.pt", method="script", min_size=min_size, max_si
 print(f"wrote {out}/demo_weights.pth and {out}/demo.pt (+ .json)")
 EOF
   HELDOUT="$WORK/heldout_s${TEST_SEED}_${TEST_CARDS}"
-  if $PY -m detr_deploy.data.cards "$HELDOUT" --num-images "$TEST_CARDS" --seed "$TEST_SEED" --formats coco > /dev/null 2>&1 \
+  if $PY -m detr_deploy.data.cards "$HELDOUT" --num-images "$TEST_CARDS" --seed "$TEST_SEED" --formats coco \
+       > /dev/null 2>&1 \
      && $PY -m detr_deploy.evaluate --data "$HELDOUT" --model "$OUT/demo.pt" > "$OUT/heldout_eval.json"; then
     cat "$OUT/heldout_eval.json"
   else

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from detr_deploy.model.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from detr_deploy.model.box_ops import generalized_box_iou
+from detr_deploy.model.detr import detr_small
 from detr_deploy.train.losses import QueryLayout, SetCriterion, TrainingQueries, paired_giou
 from detr_deploy.train.matcher import (
     HungarianMatcher,
@@ -17,7 +17,6 @@ from detr_deploy.train.matcher import (
     elementwise_giou,
     matching_cost,
 )
-from detr_deploy.model.detr import detr_small
 
 K = 6  # classes; logits have K + 1 entries, the last is "no object"
 
@@ -43,8 +42,12 @@ def test_giou_by_hand():
 
 
 def test_identical_predictions_give_identity_assignment_and_zero_box_loss():
-    targets = [{"labels": torch.tensor([2, 0, 5]),
-                "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.1], [0.7, 0.2, 0.3, 0.2], [0.5, 0.8, 0.4, 0.1]])}]
+    targets = [
+        {
+            "labels": torch.tensor([2, 0, 5]),
+            "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.1], [0.7, 0.2, 0.3, 0.2], [0.5, 0.8, 0.4, 0.1]]),
+        }
+    ]
     num_queries = 5
     queries = [4, 0, 2]  # target i is predicted exactly by query queries[i]
     boxes = torch.full((1, num_queries, 4), 0.5)
@@ -54,7 +57,7 @@ def test_identical_predictions_give_identity_assignment_and_zero_box_loss():
         boxes[0, query] = targets[0]["boxes"][target_index]
     logits = confident_logits(targets[0]["labels"].tolist(), num_queries, queries)[None]
 
-    (pred, tgt), = HungarianMatcher()(logits, boxes, targets)
+    ((pred, tgt),) = HungarianMatcher()(logits, boxes, targets)
     assert pred.tolist() == [0, 2, 4]  # sorted by prediction
     assert tgt.tolist() == [1, 2, 0]  # query 0 -> target 1, query 2 -> target 2, query 4 -> target 0
 
@@ -79,8 +82,7 @@ def test_box_and_class_losses_by_hand():
     assert losses["loss_giou"].item() == pytest.approx(1 - giou, rel=1e-5)
     # weighted mean of equal cross-entropies is that cross-entropy, whatever eos_coef is
     assert losses["loss_class"].item() == pytest.approx(math.log(K + 1), rel=1e-5)
-    assert losses["loss"].item() == pytest.approx(
-        2.0 * math.log(K + 1) + 5.0 * 0.3 + 2.0 * (1 - giou), rel=1e-5)
+    assert losses["loss"].item() == pytest.approx(2.0 * math.log(K + 1) + 5.0 * 0.3 + 2.0 * (1 - giou), rel=1e-5)
 
 
 def test_eos_coef_down_weights_no_object():
@@ -98,10 +100,10 @@ def test_eos_coef_down_weights_no_object():
 def test_one_to_many_and_more_targets_than_queries():
     targets = [{"labels": torch.tensor([3]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}]
     logits, boxes = torch.zeros(1, 4, K + 1), torch.rand(1, 4, 4) * 0.5 + 0.2
-    (pred, tgt), = HungarianMatcher()(logits, boxes, targets, repeats=3)
+    ((pred, tgt),) = HungarianMatcher()(logits, boxes, targets, repeats=3)
     assert len(pred) == 3 and tgt.tolist() == [0, 0, 0] and len(set(pred.tolist())) == 3
     many = [{"labels": torch.tensor([0, 1, 2]), "boxes": torch.rand(3, 4) * 0.3 + 0.2}]
-    (pred, tgt), = HungarianMatcher()(torch.zeros(1, 2, K + 1), torch.rand(1, 2, 4) * 0.3 + 0.2, many)
+    ((pred, tgt),) = HungarianMatcher()(torch.zeros(1, 2, K + 1), torch.rand(1, 2, 4) * 0.3 + 0.2, many)
     assert len(pred) == 2 and len(set(tgt.tolist())) == 2
 
 
@@ -114,7 +116,7 @@ def test_batched_cost_equals_pairwise_cost():
     for n in range(2):
         for b, target in enumerate(targets):
             reference = matching_cost(logits[n, b], boxes[n, b], target["labels"], target["boxes"])
-            torch.testing.assert_close(cost[n, b, :, :len(target["labels"])], reference, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(cost[n, b, :, : len(target["labels"])], reference, rtol=1e-5, atol=1e-5)
 
 
 def test_empty_targets_train_no_object_only():
@@ -137,14 +139,18 @@ def random_case(dn_groups, extra_groups, k, seed=0):
         targets.append({"labels": torch.randint(0, K, (n,)), "boxes": torch.cat([centres, sizes], 1)})
     content, pos, mask, layout = aids(targets, 3, torch.device("cpu"))
     total, levels = layout.total, 3
-    outputs = {"pred_logits": torch.randn(3, total, K + 1), "pred_boxes": torch.rand(3, total, 4) * 0.5 + 0.1,
-               "aux_logits": torch.randn(levels - 1, 3, total, K + 1),
-               "aux_boxes": torch.rand(levels - 1, 3, total, 4) * 0.5 + 0.1}
+    outputs = {
+        "pred_logits": torch.randn(3, total, K + 1),
+        "pred_boxes": torch.rand(3, total, 4) * 0.5 + 0.1,
+        "aux_logits": torch.randn(levels - 1, 3, total, K + 1),
+        "aux_boxes": torch.rand(levels - 1, 3, total, 4) * 0.5 + 0.1,
+    }
     return outputs, targets, layout, (content, pos, mask)
 
 
-@pytest.mark.parametrize("dn_groups,extra_groups,k,iou_aware", [(0, 0, 1, False), (2, 0, 1, False),
-                                                                  (0, 2, 3, False), (2, 1, 2, True)])
+@pytest.mark.parametrize(
+    "dn_groups,extra_groups,k,iou_aware", [(0, 0, 1, False), (2, 0, 1, False), (0, 2, 3, False), (2, 1, 2, True)]
+)
 def test_vectorised_criterion_equals_reference(dn_groups, extra_groups, k, iou_aware):
     outputs, targets, layout, _ = random_case(dn_groups, extra_groups, k)
     criterion = SetCriterion(K, iou_aware=iou_aware)
@@ -176,8 +182,10 @@ def test_training_only_queries_leave_the_deployed_queries_unchanged():
     torch.manual_seed(0)
     model = detr_small(seed=0, num_queries=5, dropout=0.0).eval()
     aids = TrainingQueries(128, K, 5, dn_groups=2, extra_groups=1)
-    targets = [{"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.1]])},
-               {"labels": torch.tensor([4]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]])}]
+    targets = [
+        {"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.1]])},
+        {"labels": torch.tensor([4]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]])},
+    ]
     images = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         plain = model(images)
@@ -192,8 +200,10 @@ def test_training_only_queries_leave_the_deployed_queries_unchanged():
 def test_denoising_queries_carry_noised_ground_truth():
     torch.manual_seed(0)
     aids = TrainingQueries(32, K, 4, dn_groups=3, box_noise=0.0, label_noise=0.0, max_dn_queries=6)
-    targets = [{"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.1]])},
-               {"labels": torch.tensor([4]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]])}]
+    targets = [
+        {"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.3, 0.1]])},
+        {"labels": torch.tensor([4]), "boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]])},
+    ]
     content, pos, mask, layout = aids(targets, 2, torch.device("cpu"))
     assert layout.dn_groups == 3 and layout.dn_size == 2  # 3 groups x 2 slots fit max_dn_queries=6
     assert layout.dn_valid.tolist() == [[True, True], [True, False]]

@@ -1,4 +1,5 @@
-"""Training: the schedule, a short CPU run that checkpoints, logs and resumes, and the shipped model."""
+"""Training: the settings and their command line, the schedule, a short CPU run that checkpoints, logs and
+resumes, and the shipped model."""
 
 from __future__ import annotations
 
@@ -10,16 +11,38 @@ from pathlib import Path
 import pytest
 import torch
 
-from detr_deploy.train import loop as train_module
-from detr_deploy.model.checkpoint import load_model
 from detr_deploy.data.datasets import SyntheticCards, TensorBatcher, load_cache, render_cache, target_size
-from detr_deploy.model.pipeline import DetectionPipeline
 from detr_deploy.evaluate import evaluate
+from detr_deploy.model.checkpoint import load_model
+from detr_deploy.model.pipeline import DetectionPipeline
 from detr_deploy.paths import MODELS_DIR
-from detr_deploy.train.loop import lr_factor
+from detr_deploy.train import TrainConfig, train
+from detr_deploy.train.config import build_parser
+from detr_deploy.train.loop import lr_factor, main
 
 TINY = ["--device", "cpu", "--min-size", "96", "--max-size", "160", "--batch-size", "2", "--num-queries", "16",
         "--workers", "0", "--no-progress", "--log-every", "1", "--warmup", "2", "--seed", "5"]
+TINY_SETTINGS = dict(device="cpu", min_size=96, max_size=160, batch_size=2, num_queries=16, workers=0,
+                     no_progress=True, log_every=1, warmup=2, seed=5)
+
+
+def test_command_line_is_the_config(tmp_path):
+    assert TrainConfig.from_argv(TINY + ["--out", "runs/x"]) == TrainConfig(out="runs/x", **TINY_SETTINGS)
+    defaults = TrainConfig.from_argv(["--out", "runs/x"])
+    assert defaults == TrainConfig(out="runs/x") and defaults.to_argv() == ["--out", "runs/x"]
+    assert (defaults.batch_size, defaults.extra_groups, defaults.workers, defaults.val_data) == (8, 2, -1, None)
+    config = TrainConfig(out="runs/y", steps=30, resume=True, lr=1e-3, cache_dir="/tmp/c", amp="bf16", no_aux=True)
+    assert config.to_argv() == ["--out", "runs/y", "--resume", "--steps", "30", "--cache-dir", "/tmp/c",
+                                "--lr", "0.001", "--amp", "bf16", "--no-aux"]
+    assert TrainConfig.from_argv(config.to_argv()) == config
+    groups = {group.title: [action.dest for action in group._group_actions] for group in build_parser()._action_groups}
+    assert groups["run"][:2] == ["out", "resume"] and groups["data"][0] == "data"
+    assert groups["loss and training-only queries"][-1] == "extra_group_k"
+    with pytest.raises(SystemExit):  # --model names an exported artefact, never a prefix of --model-json
+        TrainConfig.from_argv(["--out", "runs/x", "--model", "demo.pt"])
+    with pytest.raises(SystemExit, match="--steps and/or --time-budget"):
+        train(TrainConfig(out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
 
 
 def test_lr_schedule():
@@ -45,7 +68,7 @@ def test_short_run_checkpoints_logs_and_resumes(tmp_path):
     out = tmp_path / "run"
     common = TINY + ["--out", str(out), "--val-synthetic", "2", "--val-seed", "6",
                      "--dn-groups", "2", "--extra-groups", "1", "--num-train", "8"]
-    assert train_module.main(common + ["--steps", "3"]) == 0
+    assert main(common + ["--steps", "3"]) == 0
     for name in ("checkpoint.pth", "model.pth", "log.csv", "log.json"):
         assert (out / name).is_file(), name
     log = json.loads((out / "log.json").read_text())
@@ -56,7 +79,7 @@ def test_short_run_checkpoints_logs_and_resumes(tmp_path):
     first = torch.load(out / "checkpoint.pth", weights_only=True)
     assert first["step"] == 3 and "aids" in first and "optimizer" in first
 
-    assert train_module.main(common + ["--steps", "5", "--resume"]) == 0
+    assert main(common + ["--steps", "5", "--resume"]) == 0
     log = json.loads((out / "log.json").read_text())
     assert log["step"] == 5 and log["images"] == 10
     rows = [r for r in read_csv(out / "log.csv") if r["loss"]]
@@ -79,10 +102,10 @@ def _tiny_folder(tmp_path: Path) -> Path:
 
 def test_time_budget_stops_cleanly(tmp_path):
     out = tmp_path / "budget"
-    assert train_module.main(TINY + ["--out", str(out), "--val-synthetic", "0", "--time-budget", "0.5",
-                                     "--num-train", "8"]) == 0
+    summary = train(TrainConfig(out=str(out), val_synthetic=0, time_budget=0.5, num_train=8, **TINY_SETTINGS))
     log = json.loads((out / "log.json").read_text())
     assert log["status"] == "time budget reached" and log["step"] >= 1
+    assert summary["step"] == log["step"] and summary["args"] == log["args"]
     assert (out / "model.pth").is_file()
 
 
@@ -97,8 +120,8 @@ def test_render_cache_and_gpu_style_batches(tmp_path):
     seen = sorted(int(t["image_id"]) for _, _, ts in batcher.batches(4) for t in ts)
     assert seen == list(range(6))
     out = tmp_path / "cached_run"
-    assert train_module.main(TINY + ["--out", str(out), "--data", str(cache_dir), "--val-data", str(cache_dir),
-                                     "--steps", "2", "--dn-groups", "1"]) == 0
+    assert main(TINY + ["--out", str(out), "--data", str(cache_dir), "--val-data", str(cache_dir),
+                         "--steps", "2", "--dn-groups", "1"]) == 0
     assert json.loads((out / "log.json").read_text())["step"] == 2
 
 

@@ -19,23 +19,29 @@ end (also on Ctrl-C / SIGTERM); ``--resume`` continues from ``OUT/checkpoint.pth
 training-only queries, optimiser, counters, random states, data order; time already spent
 counts against ``--time-budget``).
 
-Command line (the full list: ``--help``)::
+Settings are a :class:`~detr_deploy.train.config.TrainConfig`; the command line is built from it
+(the full list: ``--help``)::
 
     python -m detr_deploy.train --out runs/cpu --device cpu --time-budget 600
     python -m detr_deploy.train --out runs/x --render-cache 20000 --val-synthetic 500 \\
         --device cuda --batch-size 32 --time-budget 300 --dn-groups 3 --extra-groups 2
 
+    train(TrainConfig(out="runs/cpu", device="cpu", time_budget=600))  # the same in Python
+
 Files in ``--out``: ``checkpoint.pth`` (for ``--resume``; also loadable by
-``detr_deploy.model.checkpoint.load_model`` and ``python -m detr_deploy.evaluate --model``),
+``detr_deploy.model.checkpoint.load_model`` and ``python -m detr_deploy.evaluate --checkpoint``),
 ``model.pth`` (weights only, fp32; ``--save-fp16`` adds ``model_fp16.pth``),
 ``log.csv`` (one row per ``--log-every`` steps and per validation) and ``log.json``
 (settings, status and validation history).
+
+:func:`train` is a few named steps: :func:`start_run` (device, seeds, model and optimiser, data,
+resume), :func:`run_steps` (the loop: learning rate, :meth:`TrainingRun.train_step`, log rows,
+validation, checkpoints), then a last validation and the final files.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
+import dataclasses
 import json
 import math
 import os
@@ -44,117 +50,30 @@ import random
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from detr_deploy.data.datasets import class_names
 from detr_deploy.model.box_ops import box_cxcywh_to_xyxy
 from detr_deploy.model.checkpoint import save_checkpoint
-from detr_deploy.data.datasets import (
-    Augment,
-    CardDataset,
-    LabelledFolder,
-    SyntheticCards,
-    TensorBatcher,
-    class_names,
-    collate,
-    is_cache,
-    load_cache,
-    normalize,
-    render_cache,
-    worker_init,
-)
+from detr_deploy.model.detr import DETR, DETRConfig, build_detr, detr_small
+from detr_deploy.train.config import TrainConfig, build_parser
 from detr_deploy.train.losses import SetCriterion, TrainingQueries
 from detr_deploy.train.matcher import HungarianMatcher, TargetBatch
-from detr_deploy.model.detr import DETR, DETRConfig, build_detr, detr_small
+from detr_deploy.train.records import CSV_FIELDS, LossWindow, ProgressBar, TrainLog
+from detr_deploy.train.streams import TrainingData, build_data
 
-__all__ = ["build_parser", "train", "main", "lr_factor", "validate", "CSV_FIELDS"]
+__all__ = ["TrainConfig", "build_parser", "train", "main", "lr_factor", "validate", "CSV_FIELDS",
+           "TrainingRun", "start_run", "run_steps"]
 
-CSV_FIELDS = [
-    "step", "epoch", "images", "elapsed_s", "lr", "loss", "loss_class", "loss_bbox", "loss_giou",
-    "loss_dn", "loss_extra", "grad_norm", "images_per_s", "val_map50", "val_map",
-]
-
-
-# ------------------------------------------------------------------------------ arguments
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m detr_deploy.train",
-        description="Train the small DETR on synthetic Adaptive Cards (see the module docstring).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    g = p.add_argument_group("run")
-    g.add_argument("--out", required=True, help="output folder (checkpoint, weights, logs)")
-    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth if it exists")
-    g.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    g.add_argument("--time-budget", type=float, default=0.0,
-                   help="stop cleanly after this many seconds of training (counted across resumes); 0 = none")
-    g.add_argument("--steps", type=int, default=0, help="stop after this many optimiser steps; 0 = none")
-    g.add_argument("--seed", type=int, default=1, help="seed of the weights, the data order and the training cards")
-    g.add_argument("--name", default="", help="label stored in the logs")
-    g.add_argument("--checkpoint-every", type=float, default=120.0, help="seconds between checkpoints")
-    g.add_argument("--eval-every", type=float, default=0.0, help="seconds between validations; 0 = only at the end")
-    g.add_argument("--log-every", type=int, default=20, help="steps between log.csv rows")
-    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    g.add_argument("--save-fp16", action="store_true",
-                   help="also write model_fp16.pth (half the size) at every checkpoint")
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default="synthetic",
-                   help="'synthetic' (render cards on the fly), a folder written by --render-cache, "
-                        "or a labelled COCO json / folder / VOC folder")
-    g.add_argument("--num-train", type=int, default=200_000, help="synthetic: size of the card stream")
-    g.add_argument("--render-cache", type=int, default=0,
-                   help="first pre-render this many synthetic cards (seed --seed) at the training resolution into "
-                        "--cache-dir, then train from memory (GPU runs)")
-    g.add_argument("--cache-dir", default=None, help="where --render-cache writes (default OUT/cache)")
-    g.add_argument("--val-data", default=None, help="validation: a render cache folder or a labelled data set")
-    g.add_argument("--val-synthetic", type=int, default=32, help="without --val-data: this many cards of --val-seed")
-    g.add_argument("--val-seed", type=int, default=2, help="seed of the synthetic validation cards (not --seed)")
-    g.add_argument("--workers", type=int, default=-1,
-                   help="DataLoader worker processes for on-the-fly / folder data (0 = load in the main process) "
-                        "and render processes for --render-cache; -1 = automatic")
-    g.add_argument("--min-size", type=int, default=384, help="resize: shorter side (as the exported pipeline)")
-    g.add_argument("--max-size", type=int, default=640, help="resize: cap of the longer side")
-    g.add_argument("--no-augment", action="store_true")
-    g.add_argument("--scale-jitter", type=float, default=0.1, help="random rescale by 1 +- this")
-    g = p.add_argument_group("model")
-    g.add_argument("--num-queries", type=int, default=64, help="object queries (cards hold up to ~60 elements)")
-    g.add_argument("--dropout", type=float, default=0.0)
-    g.add_argument("--model-json", default="{}", help="other detr_small overrides as JSON, e.g. '{\"d_model\": 192}'")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--lr", type=float, default=2e-4, help="transformer, projections and heads")
-    g.add_argument("--lr-backbone", type=float, default=2e-4, help="ResNet trunk (trained from scratch)")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--clip", type=float, default=0.1, help="gradient-norm clipping; 0 = off")
-    g.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
-    g.add_argument("--decay-start", type=float, default=0.7,
-                   help="fraction of the run after which the learning rate follows a cosine to --final-lr-ratio "
-                        "(1 = constant)")
-    g.add_argument("--final-lr-ratio", type=float, default=0.05)
-    g.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], default="auto",
-                   help="autocast dtype; auto = bf16 on CUDA, none on CPU")
-    g = p.add_argument_group("loss and training-only queries")
-    g.add_argument("--eos-coef", type=float, default=0.1, help="weight of the no-object class")
-    g.add_argument("--cost-class", type=float, default=2.0)
-    g.add_argument("--cost-bbox", type=float, default=5.0)
-    g.add_argument("--cost-giou", type=float, default=2.0)
-    g.add_argument("--weight-class", type=float, default=2.0)
-    g.add_argument("--weight-bbox", type=float, default=5.0)
-    g.add_argument("--weight-giou", type=float, default=2.0)
-    g.add_argument("--no-aux", action="store_true", help="no auxiliary decoder losses")
-    g.add_argument("--iou-aware", action="store_true", help="IoU-aware soft classification targets")
-    g.add_argument("--dn-groups", type=int, default=0, help="denoising groups (0 = off)")
-    g.add_argument("--dn-box-noise", type=float, default=0.4)
-    g.add_argument("--dn-label-noise", type=float, default=0.2)
-    g.add_argument("--dn-max-queries", type=int, default=200, help="cap on denoising queries per image")
-    g.add_argument("--extra-groups", type=int, default=2,
-                   help="extra training-only query groups (Group DETR; 2 in the shipped recipe); 0 = off")
-    g.add_argument("--extra-group-k", type=int, default=1, help="targets repeated k times for extra groups (H-DETR)")
-    return p
+CHECKPOINT_NAME = "checkpoint.pth"
+DIVERGED = "diverged (non-finite loss)"
+MAX_NONFINITE_STEPS = 20
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -185,7 +104,8 @@ def seed_everything(seed: int) -> None:
 def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, {os.cpu_count()} CPUs"
-    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+    processor = platform.processor() or platform.machine()
+    return f"CPU ({processor}), {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -194,58 +114,34 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _targets_to(targets: Sequence[Dict[str, Tensor]], device: torch.device) -> List[Dict[str, Tensor]]:
-    return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+def _on_cpu(module: nn.Module) -> Dict[str, Tensor]:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
-class LoaderStream:
-    """Endless batches from a Dataset through a DataLoader, normalised on the device."""
+@dataclass
+class Runtime:
+    """Where and in which precision the run computes: bf16 autocast and channels-last on CUDA."""
 
-    def __init__(self, dataset, batch_size: int, workers: int, seed: int, device: torch.device) -> None:
-        self.dataset = dataset
-        self.batch_size = min(batch_size, len(dataset))
-        self.workers = workers
-        self.seed = seed
-        self.device = device
-        self.epoch = 0
-        self.iterator: Optional[Iterator] = None
+    device: torch.device
+    amp_dtype: Optional[torch.dtype]
+    channels_last: bool
 
-    def _loader(self):
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
-        return torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
-            num_workers=self.workers, worker_init_fn=worker_init if self.workers else None, generator=generator,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-        )
+    @classmethod
+    def for_config(cls, config: TrainConfig) -> "Runtime":
+        device = pick_device(config.device)
+        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+        if config.amp == "auto":
+            amp_dtype = torch.bfloat16 if device.type == "cuda" else None
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return cls(device, amp_dtype, channels_last=device.type == "cuda")
 
-    def batch(self):
-        while True:
-            if self.iterator is None:
-                self.iterator = iter(self._loader())
-            try:
-                images, mask, targets = next(self.iterator)
-                break
-            except StopIteration:
-                self.iterator = None
-                self.epoch += 1
-        images = images.to(self.device, non_blocking=True)
-        mask = mask.to(self.device, non_blocking=True)
-        return normalize(images, mask), mask, _targets_to(targets, self.device)
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state.get("epoch", 0)) + 1  # a fresh shuffle after a resume
-
-
-def _val_batches_from_dataset(dataset, batch_size: int, device: torch.device):
-    batches = []
-    for start in range(0, len(dataset), batch_size):
-        images, mask, targets = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        images, mask = images.to(device), mask.to(device)
-        batches.append((normalize(images, mask), mask, _targets_to(targets, device)))
-    return batches
+    def memory_format(self, pixels: Tensor) -> Tensor:
+        return pixels.contiguous(memory_format=torch.channels_last) if self.channels_last else pixels
 
 
 @torch.no_grad()
@@ -279,68 +175,11 @@ def validate(model: DETR, batches, device: torch.device, amp_dtype: Optional[tor
     return coco_map(ground_truth, detections, model.config.num_classes)
 
 
-# ------------------------------------------------------------------------------ training
-def _build_data(args, device: torch.device, names: Sequence[str], out: Path):
-    """-> (train stream with .batch(), validation batches, description dict)."""
-    loader_workers = args.workers if args.workers >= 0 else min(4, max(1, (os.cpu_count() or 2) - 1))
-    augment = not args.no_augment
-    info: Dict[str, object] = {}
-    train_path = args.data
-    if args.render_cache:
-        cache_dir = Path(args.cache_dir) if args.cache_dir else out / "cache"
-        if not is_cache(cache_dir) or len(load_cache(cache_dir)["sizes"]) != args.render_cache:
-            start = time.time()
-            render_cache(cache_dir, SyntheticCards(args.render_cache, args.seed, names=names),
-                         args.min_size, args.max_size, workers=max(args.workers, 0))
-            info["render_seconds"] = round(time.time() - start, 1)
-        train_path = str(cache_dir)
-        info["train_cards"] = args.render_cache
-    if train_path == "synthetic":
-        source = SyntheticCards(args.num_train, args.seed, names=names)
-        dataset = CardDataset(source, args.min_size, args.max_size,
-                              Augment(scale_jitter=args.scale_jitter, seed=args.seed) if augment else None)
-        stream = LoaderStream(dataset, args.batch_size, loader_workers, args.seed, device)
-        info.update(train="synthetic on the fly", train_cards=args.num_train, train_seed=args.seed)
-    elif is_cache(train_path):
-        cache = load_cache(train_path)
-        scale = args.min_size / cache["min_size"]
-        if abs(cache["max_size"] * scale - args.max_size) > 1:
-            raise SystemExit(f"cache {train_path} was rendered at {cache['min_size']}/{cache['max_size']}; "
-                             f"--min-size/--max-size must keep that ratio")
-        stream = TensorBatcher(cache, args.batch_size, device, augment=augment, scale_jitter=args.scale_jitter,
-                               resolution_scale=scale, seed=args.seed)
-        info.update(train=f"render cache {train_path}", train_cards=len(stream), train_seed=args.seed,
-                    cache_resolution=[cache["min_size"], cache["max_size"]])
-    else:
-        dataset = CardDataset(LabelledFolder(train_path, names), args.min_size, args.max_size,
-                              Augment(scale_jitter=args.scale_jitter, seed=args.seed) if augment else None)
-        stream = LoaderStream(dataset, args.batch_size, loader_workers, args.seed, device)
-        info.update(train=f"labelled {train_path}", train_cards=len(dataset))
-
-    val_batch = max(args.batch_size, 16)
-    if args.val_data and is_cache(args.val_data):
-        cache = load_cache(args.val_data)
-        val = list(TensorBatcher(cache, val_batch, device, augment=False,
-                                 resolution_scale=args.min_size / cache["min_size"]).batches())
-        info.update(val=f"render cache {args.val_data}", val_cards=len(cache["sizes"]))
-    elif args.val_data:
-        dataset = CardDataset(LabelledFolder(args.val_data, names), args.min_size, args.max_size)
-        val = _val_batches_from_dataset(dataset, val_batch, device)
-        info.update(val=f"labelled {args.val_data}", val_cards=len(dataset))
-    elif args.val_synthetic > 0:
-        if args.val_seed == args.seed:
-            raise SystemExit("--val-seed must differ from --seed (held-out cards)")
-        dataset = CardDataset(SyntheticCards(args.val_synthetic, args.val_seed, names=names), args.min_size, args.max_size)
-        val = _val_batches_from_dataset(dataset, val_batch, device)
-        info.update(val="synthetic", val_cards=args.val_synthetic, val_seed=args.val_seed)
-    else:
-        val = []
-    return stream, val, info
-
-
+# ------------------------------------------------------------------------------ model and optimiser
 def _param_groups(model: nn.Module, aids: nn.Module, lr: float, lr_backbone: float, weight_decay: float):
     groups = {"backbone_decay": [], "backbone_no_decay": [], "decay": [], "no_decay": []}
-    named = [(f"model.{n}", p) for n, p in model.named_parameters()] + [(f"aids.{n}", p) for n, p in aids.named_parameters()]
+    named = ([(f"model.{n}", p) for n, p in model.named_parameters()]
+             + [(f"aids.{n}", p) for n, p in aids.named_parameters()])
     for name, parameter in named:
         if not parameter.requires_grad:
             continue
@@ -374,7 +213,252 @@ def heads_in_float32(model: DETR) -> None:
         module.forward = forward
 
 
+@dataclass
+class Learner:
+    """The model and everything that trains it: training-only queries, loss, optimiser, loss scaler."""
+
+    model: DETR
+    aids: TrainingQueries
+    criterion: SetCriterion
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+def build_learner(config: TrainConfig, names: Sequence[str], runtime: Runtime,
+                  saved_model_config: Optional[dict] = None) -> Learner:
+    """A new model (seed ``config.seed``), or the architecture a checkpoint saved, and its training parts."""
+    if saved_model_config is not None:
+        model = build_detr(DETRConfig(**saved_model_config))
+    else:
+        model = detr_small(seed=config.seed, num_queries=config.num_queries, num_classes=len(names),
+                           class_names=list(names), dropout=config.dropout, **json.loads(config.model_json))
+    model_config = model.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)
+        aids = TrainingQueries(model_config.d_model, model_config.num_classes, model_config.num_queries,
+                               dn_groups=config.dn_groups, box_noise=config.dn_box_noise,
+                               label_noise=config.dn_label_noise, extra_groups=config.extra_groups,
+                               extra_group_k=config.extra_group_k, max_dn_queries=config.dn_max_queries)
+    criterion = SetCriterion(
+        model_config.num_classes, HungarianMatcher(config.cost_class, config.cost_bbox, config.cost_giou),
+        eos_coef=config.eos_coef, weight_class=config.weight_class, weight_bbox=config.weight_bbox,
+        weight_giou=config.weight_giou, aux=not config.no_aux, iou_aware=config.iou_aware,
+    )
+    model.to(runtime.device).train()
+    aids.to(runtime.device).train()
+    criterion.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if runtime.amp_dtype is not None:
+        heads_in_float32(model)
+    optimizer = torch.optim.AdamW(_param_groups(model, aids, config.lr, config.lr_backbone, config.weight_decay),
+                                  lr=config.lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
+    return Learner(model, aids, criterion, optimizer, scaler)
+
+
+# ------------------------------------------------------------------------------ the run
+@dataclass
+class StepResult:
+    """What one optimiser step reports: its loss terms, the gradient norm before clipping, the batch size."""
+
+    losses: Dict[str, Tensor]
+    grad_norm: Tensor
+    images: int
+
+
+@dataclass
+class TrainingRun:
+    """One run's state: what trains, its data, its counters; the steps of :func:`train` are its methods."""
+
+    config: TrainConfig
+    out: Path
+    runtime: Runtime
+    names: List[str]
+    learner: Learner
+    data: TrainingData
+    setup_seconds: float = 0.0
+    step: int = 0
+    images: int = 0
+    resumed: bool = False
+    elapsed_before: float = 0.0  # training seconds of the runs this one resumes
+    val_history: List[dict] = field(default_factory=list)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_NAME
+
+    @property
+    def pipeline(self) -> Dict[str, int]:
+        return {"min_size": self.config.min_size, "max_size": self.config.max_size}
+
+    @property
+    def final_val(self) -> Optional[dict]:
+        return self.val_history[-1] if self.val_history else None
+
+    def progress(self, elapsed: float) -> float:
+        """Fraction of the run done: the larger of the step and the time fractions."""
+        fractions = []
+        if self.config.steps > 0:
+            fractions.append(self.step / self.config.steps)
+        if self.config.time_budget > 0:
+            fractions.append(elapsed / self.config.time_budget)
+        return max(fractions)
+
+    def set_learning_rate(self, elapsed: float) -> None:
+        config = self.config
+        factor = lr_factor(self.step, self.progress(elapsed), config.warmup, config.decay_start, config.final_lr_ratio)
+        for group in self.learner.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+    def train_step(self) -> Optional[StepResult]:
+        """One optimiser step on the next batch; ``None`` (and no step) when the loss is not finite."""
+        learner, runtime, device = self.learner, self.runtime, self.runtime.device
+        pixels, mask, targets = self.data.stream.batch()
+        pixels = runtime.memory_format(pixels)
+        target_batch = TargetBatch.from_targets(targets, device)
+        with runtime.autocast():
+            content, query_pos, attn_mask, layout = learner.aids(target_batch, pixels.shape[0], device)
+            outputs = learner.model(pixels, mask, content, query_pos, attn_mask)
+        losses = learner.criterion(outputs, target_batch, layout)
+        loss = losses["loss"]
+        learner.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return None
+        learner.scaler.scale(loss).backward()
+        learner.scaler.unscale_(learner.optimizer)
+        params = [p for group in learner.optimizer.param_groups for p in group["params"]]
+        clip = self.config.clip if self.config.clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        learner.scaler.step(learner.optimizer)
+        learner.scaler.update()
+        self.step += 1
+        self.images += pixels.shape[0]
+        return StepResult(losses, grad_norm, pixels.shape[0])
+
+    def step_row(self, means: Dict[str, float], images_per_s: float, elapsed: float) -> Dict[str, object]:
+        """The log.csv row of the steps since the last one."""
+        losses = ("loss", "loss_class", "loss_bbox", "loss_giou", "loss_dn", "loss_extra", "grad_norm")
+        return {"step": self.step, "epoch": self.data.stream.epoch, "images": self.images,
+                "elapsed_s": round(elapsed, 1), "lr": f"{self.learner.optimizer.param_groups[0]['lr']:.3g}",
+                **{key: round(means.get(key, 0.0), 5) for key in losses}, "images_per_s": round(images_per_s, 1)}
+
+    def validate_and_log(self, elapsed: float, log: TrainLog) -> Optional[dict]:
+        """Score the validation batches, add the result to the history and to log.csv."""
+        if not self.data.validation:
+            return None
+        start = time.time()
+        runtime = self.runtime
+        metrics = validate(self.learner.model, self.data.validation, runtime.device, runtime.amp_dtype,
+                           runtime.channels_last)
+        record = {"step": self.step, "images": self.images, "elapsed_s": round(elapsed, 1),
+                  "map50": round(metrics["map50"], 4), "map": round(metrics["map"], 4),
+                  "per_class_ap50": {self.names[c]: round(v, 4) for c, v in metrics["ap50_per_class"].items()},
+                  "seconds": round(time.time() - start, 1)}
+        self.val_history.append(record)
+        log.write({"step": self.step, "epoch": self.data.stream.epoch, "images": self.images,
+                   "elapsed_s": round(elapsed, 1), "val_map50": record["map50"], "val_map": record["map"]})
+        return record
+
+    def training_record(self, status: str, elapsed: float) -> Dict[str, object]:
+        """What the weights files say about the training that made them."""
+        return {"step": self.step, "images": self.images, "elapsed_s": round(elapsed, 1), "status": status,
+                "seed": self.config.seed, "final_val": self.final_val}
+
+    def summary(self, status: str, elapsed: float) -> Dict[str, object]:
+        """log.json: settings, counters, hardware, data and validation history."""
+        model, device = self.learner.model, self.runtime.device
+        return {
+            "name": self.config.name, "status": status, "step": self.step, "images": self.images,
+            "elapsed_s": round(elapsed, 1), "images_per_s": round(self.images / max(elapsed, 1e-9), 2),
+            "epoch": self.data.stream.epoch, "device": str(device), "hardware": hardware(device),
+            "torch": torch.__version__, "amp": str(self.runtime.amp_dtype), "setup_s": round(self.setup_seconds, 1),
+            "data": self.data.info, "model_config": model.config.to_dict(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "training_only_parameters": sum(p.numel() for p in self.learner.aids.parameters()),
+            "pipeline": self.pipeline, "val_history": self.val_history, "final_val": self.final_val,
+            "args": dataclasses.asdict(self.config), "argv": list(sys.argv),
+        }
+
+    def save(self, status: str, elapsed: float) -> None:
+        """checkpoint.pth (everything ``--resume`` needs), model_fp16.pth with ``--save-fp16``, log.json."""
+        learner = self.learner
+        content = {
+            "model": _on_cpu(learner.model), "config": learner.model.config.to_dict(), "aids": _on_cpu(learner.aids),
+            "optimizer": learner.optimizer.state_dict(), "step": self.step, "images": self.images, "elapsed": elapsed,
+            "val_history": self.val_history, "data": self.data.stream.state_dict(), "rng": self._rng_states(),
+            "pipeline": self.pipeline, "args": dataclasses.asdict(self.config), "status": status,
+        }
+        _atomic_save(content, self.checkpoint_path)
+        if self.config.save_fp16:  # small enough to copy off a machine at every checkpoint
+            half = {k: (v.half() if v.is_floating_point() else v) for k, v in content["model"].items()}
+            _atomic_save({"model": half, "config": content["config"], "pipeline": self.pipeline,
+                          "training": self.training_record(status, elapsed)}, self.out / "model_fp16.pth")
+        summary = json.dumps(self.summary(status, elapsed), indent=2, default=str)
+        (self.out / "log.json").write_text(summary + "\n")
+
+    def save_weights(self, status: str, elapsed: float) -> None:
+        """model.pth: the plain DETR's weights in fp32, without the training-only parts."""
+        save_checkpoint(self.learner.model, self.out / "model.pth", pipeline=self.pipeline,
+                        training=self.training_record(status, elapsed))
+
+    def _rng_states(self) -> dict:
+        states = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if self.runtime.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        return states
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint written by :meth:`save`: weights, optimiser, counters, data order, RNGs."""
+        learner = self.learner
+        self.resumed = True
+        learner.model.load_state_dict(state["model"])
+        learner.aids.load_state_dict(state["aids"])
+        learner.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.images, self.elapsed_before = int(state["step"]), int(state["images"]), float(state["elapsed"])
+        self.val_history = list(state.get("val_history", []))
+        if "data" in state:
+            self.data.stream.load_state_dict(state["data"])
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "python" in rng:
+            random.setstate(rng["python"])
+        if "cuda" in rng and self.runtime.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        print(f"resumed {self.checkpoint_path} at step {self.step} ({self.elapsed_before:.0f} s trained)",
+              file=sys.stderr)
+
+
+def _read_resume_state(config: TrainConfig, path: Path) -> Optional[dict]:
+    if config.resume and path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if config.resume:
+        print(f"--resume: no {path}, starting a new run", file=sys.stderr)
+    return None
+
+
+def start_run(config: TrainConfig) -> TrainingRun:
+    """Device and seeds, the model and its optimiser, the data; with ``--resume`` the saved state."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime.for_config(config)
+    seed_everything(config.seed)
+    names = class_names()
+    state = _read_resume_state(config, out / CHECKPOINT_NAME)
+    learner = build_learner(config, names, runtime, state["config"] if state is not None else None)
+    setup_start = time.time()
+    data = build_data(config, runtime.device, names, out)
+    run = TrainingRun(config, out, runtime, names, learner, data, setup_seconds=time.time() - setup_start)
+    if state is not None:
+        run.restore(state)
+    return run
+
+
+# ------------------------------------------------------------------------------ the loop
 class _StopFlag:
+    """Set by SIGINT / SIGTERM while inside ``with``: the loop then saves and ends cleanly."""
+
     def __init__(self) -> None:
         self.stop = False
         self.previous = {}
@@ -395,262 +479,97 @@ class _StopFlag:
             signal.signal(sig, previous)
 
 
-def train(args: argparse.Namespace) -> Dict[str, object]:
-    """Run (or resume) training as configured by ``args`` (see :func:`build_parser`)."""
-    if args.steps <= 0 and args.time_budget <= 0:
-        raise SystemExit("give --steps and/or --time-budget")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(args.device)
-    seed_everything(args.seed)
-    names = class_names()
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
-    if args.amp == "auto":
-        amp_dtype = torch.bfloat16 if device.type == "cuda" else None
-    channels_last = device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+class TrainingClock:
+    """Training seconds: those of the resumed runs plus this one's, validation time excluded."""
 
-    checkpoint_path = out / "checkpoint.pth"
-    state = None
-    if args.resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    elif args.resume:
-        print(f"--resume: no {checkpoint_path}, starting a new run", file=sys.stderr)
+    def __init__(self, before: float) -> None:
+        self.before = before
+        self.start = time.time()
 
-    if state is not None:
-        model = build_detr(DETRConfig(**state["config"]))
-    else:
-        overrides = json.loads(args.model_json)
-        model = detr_small(seed=args.seed, num_queries=args.num_queries, num_classes=len(names),
-                           class_names=list(names), dropout=args.dropout, **overrides)
-    config = model.config
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed + 1)
-        aids = TrainingQueries(config.d_model, config.num_classes, config.num_queries, dn_groups=args.dn_groups,
-                               box_noise=args.dn_box_noise, label_noise=args.dn_label_noise,
-                               extra_groups=args.extra_groups, extra_group_k=args.extra_group_k,
-                               max_dn_queries=args.dn_max_queries)
-    criterion = SetCriterion(
-        config.num_classes, HungarianMatcher(args.cost_class, args.cost_bbox, args.cost_giou),
-        eos_coef=args.eos_coef, weight_class=args.weight_class, weight_bbox=args.weight_bbox,
-        weight_giou=args.weight_giou, aux=not args.no_aux, iou_aware=args.iou_aware,
-    )
-    model.to(device).train()
-    aids.to(device).train()
-    criterion.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    if amp_dtype is not None:
-        heads_in_float32(model)
-    optimizer = torch.optim.AdamW(_param_groups(model, aids, args.lr, args.lr_backbone, args.weight_decay),
-                                  lr=args.lr, weight_decay=args.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    def at(self, now: float) -> float:
+        return self.before + now - self.start
 
-    step, images_seen, elapsed_before = 0, 0, 0.0
-    val_history: List[dict] = []
-    setup_start = time.time()
-    stream, val_batches, data_info = _build_data(args, device, names, out)
-    setup_seconds = time.time() - setup_start
-    if state is not None:
-        model.load_state_dict(state["model"])
-        aids.load_state_dict(state["aids"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, images_seen, elapsed_before = int(state["step"]), int(state["images"]), float(state["elapsed"])
-        val_history = list(state.get("val_history", []))
-        if "data" in state:
-            stream.load_state_dict(state["data"])
-        rng = state.get("rng", {})
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "python" in rng:
-            random.setstate(rng["python"])
-        if "cuda" in rng and device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        print(f"resumed {checkpoint_path} at step {step} ({elapsed_before:.0f} s trained)", file=sys.stderr)
+    def elapsed(self) -> float:
+        return self.at(time.time())
 
-    csv_path = out / "log.csv"
-    new_csv = not (args.resume and csv_path.is_file() and state is not None)
-    csv_file = open(csv_path, "w" if new_csv else "a", newline="")
-    writer = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
-    if new_csv:
-        writer.writeheader()
+    def exclude(self, since: float, until: float) -> None:
+        self.start += until - since
 
-    def progress_of(step_: int, elapsed_: float) -> float:
-        fractions = []
-        if args.steps > 0:
-            fractions.append(step_ / args.steps)
-        if args.time_budget > 0:
-            fractions.append(elapsed_ / args.time_budget)
-        return max(fractions)
 
-    def summary(status: str, elapsed_: float) -> dict:
-        return {
-            "name": args.name, "status": status, "step": step, "images": images_seen,
-            "elapsed_s": round(elapsed_, 1), "images_per_s": round(images_seen / max(elapsed_, 1e-9), 2),
-            "epoch": getattr(stream, "epoch", 0), "device": str(device), "hardware": hardware(device),
-            "torch": torch.__version__, "amp": str(amp_dtype), "setup_s": round(setup_seconds, 1),
-            "data": data_info, "model_config": config.to_dict(),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "training_only_parameters": sum(p.numel() for p in aids.parameters()),
-            "pipeline": {"min_size": args.min_size, "max_size": args.max_size},
-            "val_history": val_history, "final_val": val_history[-1] if val_history else None,
-            "args": {k: v for k, v in vars(args).items()},
-            "argv": list(sys.argv),
-        }
+def _stop_reason(config: TrainConfig, step: int, elapsed: float, interrupted: bool) -> Optional[str]:
+    if config.steps > 0 and step >= config.steps:
+        return "finished"
+    if config.time_budget > 0 and elapsed >= config.time_budget:
+        return "time budget reached"
+    if interrupted:
+        return "interrupted"
+    return None
 
-    def save(status: str, elapsed_: float) -> None:
-        content = {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "config": config.to_dict(), "aids": {k: v.detach().cpu() for k, v in aids.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "step": step, "images": images_seen, "elapsed": elapsed_,
-            "val_history": val_history, "data": stream.state_dict() if hasattr(stream, "state_dict") else {},
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    **({"cuda": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {})},
-            "pipeline": {"min_size": args.min_size, "max_size": args.max_size},
-            "args": {k: v for k, v in vars(args).items()}, "status": status,
-        }
-        _atomic_save(content, checkpoint_path)
-        if args.save_fp16:  # small enough to copy off a machine at every checkpoint
-            half = {k: (v.half() if v.is_floating_point() else v) for k, v in content["model"].items()}
-            _atomic_save({"model": half, "config": config.to_dict(), "pipeline": content["pipeline"],
-                          "training": {"step": step, "images": images_seen, "elapsed_s": round(elapsed_, 1),
-                                       "status": status, "seed": args.seed,
-                                       "final_val": val_history[-1] if val_history else None}},
-                         out / "model_fp16.pth")
-        (out / "log.json").write_text(json.dumps(summary(status, elapsed_), indent=2, default=str) + "\n")
 
-    def run_validation(elapsed_: float) -> Optional[dict]:
-        if not val_batches:
-            return None
-        start = time.time()
-        metrics = validate(model, val_batches, device, amp_dtype, channels_last)
-        record = {"step": step, "images": images_seen, "elapsed_s": round(elapsed_, 1),
-                  "map50": round(metrics["map50"], 4), "map": round(metrics["map"], 4),
-                  "per_class_ap50": {names[c]: round(v, 4) for c, v in metrics["ap50_per_class"].items()},
-                  "seconds": round(time.time() - start, 1)}
-        val_history.append(record)
-        writer.writerow({"step": step, "epoch": getattr(stream, "epoch", 0), "images": images_seen,
-                         "elapsed_s": round(elapsed_, 1), "val_map50": record["map50"], "val_map": record["map"]})
-        csv_file.flush()
-        return record
-
-    total_for_bar = args.steps if args.steps > 0 else int(math.ceil(args.time_budget))
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_for_bar, initial=min(step if args.steps > 0 else int(elapsed_before), total_for_bar),
-                   unit="step" if args.steps > 0 else "s", desc=args.name or "train", dynamic_ncols=True,
-                   mininterval=1.0 if sys.stderr.isatty() else 15.0, file=sys.stderr)
-
-    window: Dict[str, float] = {}
-    window_count, window_images, window_start = 0, 0, time.time()
-    start_time = time.time()
-    last_checkpoint = last_eval = start_time
-    status = "finished"
+def run_steps(run: TrainingRun, log: TrainLog, bar: ProgressBar) -> Tuple[str, float]:
+    """Train until ``--steps``, ``--time-budget``, a signal or a diverged loss; -> (status, training seconds)."""
+    config = run.config
+    window = LossWindow(time.time())
+    clock = TrainingClock(run.elapsed_before)
+    last_checkpoint = last_eval = clock.start
     nonfinite = 0
-    elapsed = elapsed_before
     with _StopFlag() as flag:
         while True:
-            elapsed = elapsed_before + (time.time() - start_time)
-            if args.steps > 0 and step >= args.steps:
-                status = "finished"
+            elapsed = clock.elapsed()
+            status = _stop_reason(config, run.step, elapsed, flag.stop)
+            if status is not None:
                 break
-            if args.time_budget > 0 and elapsed >= args.time_budget:
-                status = "time budget reached"
-                break
-            if flag.stop:
-                status = "interrupted"
-                break
-            progress = progress_of(step, elapsed)
-            factor = lr_factor(step, progress, args.warmup, args.decay_start, args.final_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
-
-            pixels, mask, targets = stream.batch()
-            if channels_last:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            target_batch = TargetBatch.from_targets(targets, device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                content, query_pos, attn_mask, layout = aids(target_batch, pixels.shape[0], device)
-                outputs = model(pixels, mask, content, query_pos, attn_mask)
-            losses = criterion(outputs, target_batch, layout)
-            loss = losses["loss"]
-            if not torch.isfinite(loss):
+            run.set_learning_rate(elapsed)
+            result = run.train_step()
+            if result is None:
                 nonfinite += 1
-                optimizer.zero_grad(set_to_none=True)
-                if nonfinite > 20:
-                    status = "diverged (non-finite loss)"
+                if nonfinite > MAX_NONFINITE_STEPS:
+                    status = DIVERGED
                     break
                 continue
             nonfinite = 0
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, args.clip if args.clip > 0 else float("inf"))
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            images_seen += pixels.shape[0]
-            window_images += pixels.shape[0]
-            window_count += 1
-            for key, value in losses.items():
-                window[key] = window.get(key, 0.0) + value.detach()
-            window["grad_norm"] = window.get("grad_norm", 0.0) + grad_norm.detach()
+            window.add(result.losses, result.grad_norm, result.images)
 
             now = time.time()
-            if step % args.log_every == 0 or (args.steps > 0 and step >= args.steps):
-                values = {k: float(v) / window_count for k, v in window.items()}
-                rate = window_images / max(now - window_start, 1e-9)
-                writer.writerow({
-                    "step": step, "epoch": getattr(stream, "epoch", 0), "images": images_seen,
-                    "elapsed_s": round(elapsed_before + now - start_time, 1),
-                    "lr": f"{optimizer.param_groups[0]['lr']:.3g}",
-                    **{k: round(values.get(k, 0.0), 5) for k in
-                       ("loss", "loss_class", "loss_bbox", "loss_giou", "loss_dn", "loss_extra", "grad_norm")},
-                    "images_per_s": round(rate, 1),
-                })
-                csv_file.flush()
-                if bar is not None:
-                    bar.set_postfix(loss=f"{values['loss']:.3f}", l1=f"{values['loss_bbox']:.3f}",
-                                    giou=f"{values['loss_giou']:.3f}", img_s=f"{rate:.0f}", step=step, refresh=False)
-                window, window_count, window_images, window_start = {}, 0, 0, now
-            if bar is not None:
-                position = step if args.steps > 0 else int(elapsed_before + now - start_time)
-                bar.update(max(0, min(position, total_for_bar) - bar.n))
-            if args.eval_every > 0 and now - last_eval >= args.eval_every:
-                record = run_validation(elapsed_before + now - start_time)
-                if record and bar is not None:
-                    bar.write(f"step {step}: val mAP@0.5 {record['map50']:.3f}  mAP {record['map']:.3f}")
+            if run.step % config.log_every == 0 or (config.steps > 0 and run.step >= config.steps):
+                means, rate = window.means(), window.images_per_s(now)
+                log.write(run.step_row(means, rate, clock.at(now)))
+                bar.show_losses(means, rate, run.step)
+                window.reset(now)
+            bar.show_progress(run.step, clock.at(now))
+            if config.eval_every > 0 and now - last_eval >= config.eval_every:
+                record = run.validate_and_log(clock.at(now), log)
+                if record:
+                    bar.write(f"step {run.step}: val mAP@0.5 {record['map50']:.3f}  mAP {record['map']:.3f}")
                 last_eval = time.time()
-                start_time += last_eval - now  # validation time does not count as training time
-            if now - last_checkpoint >= args.checkpoint_every:
-                save("running", elapsed_before + now - start_time)
+                clock.exclude(now, last_eval)  # validation time does not count as training time
+            if now - last_checkpoint >= config.checkpoint_every:
+                run.save("running", clock.at(now))
                 last_checkpoint = time.time()
-    elapsed = elapsed_before + (time.time() - start_time)
-    if bar is not None:
-        bar.close()
-    if status != "diverged (non-finite loss)" and (not val_history or val_history[-1]["step"] != step):
-        run_validation(elapsed)
-    save(status, elapsed)
-    pipeline = {"min_size": args.min_size, "max_size": args.max_size}
-    training = {"step": step, "images": images_seen, "elapsed_s": round(elapsed, 1), "status": status,
-                "final_val": val_history[-1] if val_history else None, "seed": args.seed}
-    save_checkpoint(model, out / "model.pth", pipeline=pipeline, training=training)
-    csv_file.close()
-    result = summary(status, elapsed)
-    final = result["final_val"]
-    print(f"{args.name or 'train'}: {status} after {step} steps, {images_seen} images, {elapsed:.0f} s"
+    return status, clock.elapsed()
+
+
+def train(config: TrainConfig) -> Dict[str, object]:
+    """Run (or resume) training as ``config`` says; -> the summary written to ``log.json``."""
+    if config.steps <= 0 and config.time_budget <= 0:
+        raise SystemExit("give --steps and/or --time-budget")
+    run = start_run(config)
+    with TrainLog(run.out / "log.csv", append=run.resumed) as log:
+        with ProgressBar(config, run.step, run.elapsed_before) as bar:
+            status, elapsed = run_steps(run, log, bar)
+        if status != DIVERGED and (not run.val_history or run.val_history[-1]["step"] != run.step):
+            run.validate_and_log(elapsed, log)
+        run.save(status, elapsed)
+    run.save_weights(status, elapsed)
+    summary = run.summary(status, elapsed)
+    final = run.final_val
+    print(f"{config.name or 'train'}: {status} after {run.step} steps, {run.images} images, {elapsed:.0f} s"
           + (f"; val mAP@0.5 {final['map50']:.3f}, mAP {final['map']:.3f}" if final else ""), file=sys.stderr)
-    return result
+    return summary
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    train(args)
+    train(TrainConfig.from_argv(argv))
     return 0
 
 

@@ -32,14 +32,13 @@ other's groups, and the model's queries must never see the ground truth they enc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-import numpy as np
 
 from detr_deploy.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from detr_deploy.train.matcher import HungarianMatcher, Match, TargetBatch, elementwise_giou
@@ -132,18 +131,9 @@ class TrainingQueries(nn.Module):
     embeddings) are trained with the model but never exported.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        num_classes: int,
-        num_queries: int,
-        dn_groups: int = 0,
-        box_noise: float = 0.4,
-        label_noise: float = 0.2,
-        extra_groups: int = 0,
-        extra_group_k: int = 1,
-        max_dn_queries: int = 200,
-    ) -> None:
+    def __init__(self, d_model: int, num_classes: int, num_queries: int, dn_groups: int = 0, box_noise: float = 0.4,
+                 label_noise: float = 0.2, extra_groups: int = 0, extra_group_k: int = 1,
+                 max_dn_queries: int = 200) -> None:
         super().__init__()
         if dn_groups < 0 or extra_groups < 0 or extra_group_k < 1:
             raise ValueError("dn_groups and extra_groups must be >= 0 and extra_group_k >= 1")
@@ -177,7 +167,8 @@ class TrainingQueries(nn.Module):
         dn_groups = self.dn_groups
         if dn_size and dn_groups * dn_size > self.max_dn_queries:  # keep the decoder cost bounded
             dn_groups = max(1, self.max_dn_queries // dn_size)
-        layout = QueryLayout(self.num_queries, dn_groups if dn_size else 0, dn_size, self.extra_groups, self.extra_group_k)
+        layout = QueryLayout(self.num_queries, dn_groups if dn_size else 0, dn_size, self.extra_groups,
+                             self.extra_group_k)
         contents: List[Tensor] = []
         positions: List[Tensor] = []
         if layout.num_dn:
@@ -211,19 +202,9 @@ class SetCriterion(nn.Module):
     """Hungarian-matched DETR loss (see module doc). ``forward`` returns a dict of scalars,
     ``"loss"`` being the weighted total to back-propagate."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        matcher: Optional[HungarianMatcher] = None,
-        eos_coef: float = 0.1,
-        weight_class: float = 1.0,
-        weight_bbox: float = 5.0,
-        weight_giou: float = 2.0,
-        weight_dn: float = 1.0,
-        weight_extra: float = 1.0,
-        aux: bool = True,
-        iou_aware: bool = False,
-    ) -> None:
+    def __init__(self, num_classes: int, matcher: Optional[HungarianMatcher] = None, eos_coef: float = 0.1,
+                 weight_class: float = 1.0, weight_bbox: float = 5.0, weight_giou: float = 2.0, weight_dn: float = 1.0,
+                 weight_extra: float = 1.0, aux: bool = True, iou_aware: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else HungarianMatcher()
@@ -259,8 +240,10 @@ class SetCriterion(nn.Module):
         batch_index = torch.cat([torch.full_like(pred, i) for i, (pred, _) in enumerate(matches)]).to(device)
         pred_index = torch.cat([pred for pred, _ in matches]).to(device)
         matched_boxes = boxes[batch_index, pred_index]
-        target_boxes = torch.cat([t["boxes"][tgt.to(t["boxes"].device)] for t, (_, tgt) in zip(targets, matches)]).to(device).float()
-        target_labels = torch.cat([t["labels"][tgt.to(t["labels"].device)] for t, (_, tgt) in zip(targets, matches)]).to(device)
+        target_boxes = torch.cat([t["boxes"][tgt.to(t["boxes"].device)]
+                                  for t, (_, tgt) in zip(targets, matches)]).to(device).float()
+        target_labels = torch.cat([t["labels"][tgt.to(t["labels"].device)]
+                                   for t, (_, tgt) in zip(targets, matches)]).to(device)
 
         classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=device)
         classes[batch_index, pred_index] = target_labels
@@ -401,7 +384,8 @@ class SetCriterion(nn.Module):
         numerator = torch.zeros((levels, num_blocks), device=device).index_add(
             1, block_of_query, (per_query * query_weight).sum(1))
         denominator = torch.zeros((levels, num_blocks), device=device).index_add(1, block_of_query, query_weight.sum(1))
-        class_block = numerator / denominator.clamp(min=1e-6) * torch.as_tensor(factor, dtype=torch.float32, device=device)
+        block_factor = torch.as_tensor(factor, dtype=torch.float32, device=device)
+        class_block = numerator / denominator.clamp(min=1e-6) * block_factor
 
         per_block = (self.weight_class * class_block + self.weight_bbox * l1_block + self.weight_giou * giou_block)
         main = num_blocks - 1
@@ -459,11 +443,12 @@ class SetCriterion(nn.Module):
                     totals["loss_extra"] = totals["loss_extra"] + loss.detach()
                 else:  # denoising: slot j of the group answers target j, no matching
                     matches = []
-                    for index, target in enumerate(targets):
+                    for target in targets:
                         count = int(target["labels"].shape[0])
                         slots = torch.arange(count, dtype=torch.int64)
                         matches.append((slots, slots))
-                    parts = self.set_losses(block_logits, block_boxes, targets, matches, num_boxes, supervised=layout.dn_valid)
+                    parts = self.set_losses(block_logits, block_boxes, targets, matches, num_boxes,
+                                            supervised=layout.dn_valid)
                     loss = self.weight_dn * self._weighted(parts) / max(layout.dn_groups, 1)
                     totals["loss_dn"] = totals["loss_dn"] + loss.detach()
                 total = total + loss

@@ -91,15 +91,8 @@ class TargetBatch:
                    padded_boxes.view(batch, width, 4), valid.view(batch, width))
 
 
-def matching_cost(
-    logits: Tensor,
-    boxes: Tensor,
-    target_labels: Tensor,
-    target_boxes: Tensor,
-    cost_class: float = 2.0,
-    cost_bbox: float = 5.0,
-    cost_giou: float = 2.0,
-) -> Tensor:
+def matching_cost(logits: Tensor, boxes: Tensor, target_labels: Tensor, target_boxes: Tensor, cost_class: float = 2.0,
+                  cost_bbox: float = 5.0, cost_giou: float = 2.0) -> Tensor:
     """Cost matrix [P, T] between P predictions (logits [P, K+1], boxes [P, 4] cxcywh)
     and T targets (labels [T], boxes [T, 4] cxcywh). Computed in float32."""
     probabilities = logits.float().softmax(-1)
