@@ -9,14 +9,10 @@ import torch
 
 from conftest import SMALL_PIPELINE
 from detr_deploy.model.pipeline import DetectionPipeline
-from detr_deploy.export.torchscript import (
-    freeze_and_optimize,
-    load_artefact,
-    make_pipeline,
-    save_artefact,
-    sha256_of,
-    trace_pipeline,
-)
+from detr_deploy.export.__main__ import main as export_main
+from detr_deploy.export.artefact import make_pipeline, sha256_of
+from detr_deploy.export.torchscript import freeze_and_optimize, load_artefact, save_artefact, trace_pipeline
+from detr_deploy.paths import MODELS_DIR
 from detr_deploy.model.box_ops import box_cxcywh_to_xyxy
 
 
@@ -76,7 +72,8 @@ def test_model_traces_at_any_size_but_pipeline_does_not(small_model, eager, test
     with torch.no_grad():
         traced_model = torch.jit.trace(small_model, torch.randn(1, 3, 96, 128), strict=False, check_trace=False)
         other = torch.randn(1, 3, 160, 112)
-        torch.testing.assert_close(traced_model(other)["pred_boxes"], small_model(other)["pred_boxes"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(traced_model(other)["pred_boxes"], small_model(other)["pred_boxes"],
+                                   atol=1e-5, rtol=0)
     # The pipeline computes the resize target and output scale as Python ints: the trace freezes them.
     traced = trace_pipeline(eager, torch.from_numpy(test_images[0])).module
     _assert_same(_run(traced, test_images[0]), _run(eager, test_images[0]), atol=1e-4)
@@ -175,3 +172,30 @@ def test_box_conversion_round_trip():
     cxcywh = box_xyxy_to_cxcywh(boxes)
     torch.testing.assert_close(cxcywh, torch.tensor([[20.0, 40.0, 20.0, 40.0]]))
     torch.testing.assert_close(box_cxcywh_to_xyxy(cxcywh), boxes)
+
+
+def test_command_line_exports_the_demo_checkpoint_with_its_settings(tmp_path, capsys):
+    """--checkpoint alone: the demo checkpoint, rebuilt from its configuration, with the pipeline
+    settings of its demo.json; TorchScript is the default format."""
+    out = tmp_path / "demo.pt"
+    assert export_main(["--checkpoint", str(MODELS_DIR / "demo_weights.pth"), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    _, metadata = load_artefact(out)
+    assert metadata["export_method"] == "script" and metadata["format"] == "detr_deploy.torchscript"
+    assert (metadata["preprocess"]["min_size"], metadata["preprocess"]["max_size"]) == (384, 640)
+    assert metadata["score_threshold"] == 0.85
+
+
+def test_command_line_traces_a_random_architecture(tmp_path):
+    out = tmp_path / "small.pt"
+    assert export_main(["--arch", "detr_small", "--num-classes", "3", "--method", "trace", "--trace-size", "64", "96",
+                        "--min-size", "64", "--max-size", "96", "--out", str(out)]) == 0
+    _, metadata = load_artefact(out)
+    assert metadata["traced_input_size"] == [64, 96] and metadata["num_classes"] == 3
+    assert (metadata["preprocess"]["min_size"], metadata["score_threshold"]) == (64, 0.5)
+
+
+def test_command_line_needs_a_model(tmp_path, capsys):
+    assert export_main(["--out", str(tmp_path / "x.pt")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: name the model") and "Traceback" not in error

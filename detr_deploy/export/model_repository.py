@@ -53,10 +53,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from detr_deploy.export.torchscript import METADATA_FILE, load_artefact, sha256_of
+from detr_deploy.export.artefact import METADATA_FILE, sha256_of
+from detr_deploy.export.torchscript import load_artefact
 from detr_deploy.cli import add_model_argument
 from detr_deploy.paths import relative
-from detr_deploy.serve.service import DEFAULT_MODEL_NAME, KSERVE_INPUTS, KSERVE_OUTPUTS
+from detr_deploy.serve.kserve import KSERVE_INPUTS, KSERVE_OUTPUTS
+from detr_deploy.serve.settings import DEFAULT_MODEL_NAME
 
 __all__ = [
     "CONFIG_FILE",

@@ -9,18 +9,15 @@ TorchScript is deprecated in this torch release: ``torch.jit.script``/``trace`` 
 FutureWarning. The successor path is ``torch.export`` + AOTInductor (chapter 02b).
 Warnings are collected and returned in :class:`ExportReport`, not silenced.
 
-Command line::
+Command line (``--format torchscript`` is the default)::
 
     python -m detr_deploy.export --arch detr_resnet50 [--checkpoint FILE] --out data/models/r50.pt
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
-import hashlib
 import json
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,31 +25,25 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
 
-from detr_deploy.model.checkpoint import load_checkpoint, load_model
+from detr_deploy.export.artefact import METADATA_FILE, make_pipeline, pipeline_metadata, sha256_of, write_sidecar
 from detr_deploy.model.pipeline import DetectionPipeline
-from detr_deploy.model.detr import ARCHITECTURES, DETR
+from detr_deploy.model.detr import DETR
 
 __all__ = [
     "ARTEFACT_FORMAT",
     "ARTEFACT_FORMAT_VERSION",
-    "METADATA_FILE",
     "ExportReport",
-    "make_pipeline",
     "script_pipeline",
     "trace_pipeline",
     "freeze_and_optimize",
     "save_artefact",
     "load_artefact",
-    "sha256_of",
     "export_model",
-    "main",
 ]
 
 ARTEFACT_FORMAT = "detr_deploy.torchscript"
 ARTEFACT_FORMAT_VERSION = 1
-METADATA_FILE = "metadata.json"  # name of the extra file inside the .pt
 
 
 @dataclass
@@ -73,11 +64,6 @@ def _summarise(records: Sequence[warnings.WarningMessage]) -> Dict[str, int]:
         first_line = str(record.message).strip().splitlines()[0] if str(record.message).strip() else ""
         counts[f"{record.category.__name__}: {first_line[:120]}"] += 1
     return dict(counts)
-
-
-def make_pipeline(model: DETR, **settings) -> DetectionPipeline:
-    """Wrap ``model`` (put in eval mode) in a :class:`DetectionPipeline` for export."""
-    return DetectionPipeline(model.eval(), num_classes=model.config.num_classes, **settings).eval()
 
 
 def script_pipeline(pipeline: DetectionPipeline) -> ExportReport:
@@ -111,35 +97,6 @@ def freeze_and_optimize(module: torch.jit.ScriptModule) -> torch.jit.ScriptModul
     return torch.jit.optimize_for_inference(frozen, other_methods=preserved)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _pipeline_metadata(pipeline: DetectionPipeline, model: DETR, method: str) -> dict:
-    return {
-        "format": ARTEFACT_FORMAT,
-        "format_version": ARTEFACT_FORMAT_VERSION,
-        "export_method": method,
-        "class_names": list(model.config.class_names),
-        "num_classes": model.config.num_classes,
-        "input": {"dtype": "uint8", "layout": "HWC", "channels": 3, "color": "RGB",
-                  "max_side": pipeline.max_input_side},
-        "outputs": {"boxes": "float32 [N, 4] x0, y0, x1, y1 in input pixels",
-                    "scores": "float32 [N], descending", "labels": "int64 [N] index into class_names"},
-        "preprocess": {"min_size": pipeline.min_size, "max_size": pipeline.max_size,
-                       "antialias": pipeline.antialias, "mean": [0.485, 0.456, 0.406],
-                       "std": [0.229, 0.224, 0.225]},
-        "score_threshold": pipeline.score_threshold,
-        "top_k": pipeline.top_k,
-        "model_config": model.config.to_dict(),
-        "torch_version": torch.__version__,
-    }
-
-
 def save_artefact(module: torch.jit.ScriptModule, path, metadata: dict) -> Path:
     """Write ``path`` (.pt, metadata embedded) and its sidecar ``path.with_suffix('.json')``.
 
@@ -148,10 +105,7 @@ def save_artefact(module: torch.jit.ScriptModule, path, metadata: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.save(module, str(path), _extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)})
-    sidecar = path.with_suffix(".json")
-    full = dict(metadata, file=path.name, sha256=sha256_of(path), size_bytes=path.stat().st_size)
-    sidecar.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    return sidecar
+    return write_sidecar(path, metadata)
 
 
 def load_artefact(path, verify: bool = True) -> Tuple[torch.jit.ScriptModule, dict]:
@@ -202,57 +156,7 @@ def export_model(
         report = trace_pipeline(pipeline, example_image)
     else:
         raise ValueError(f"method must be 'script' or 'trace', got {method!r}")
-    metadata = _pipeline_metadata(pipeline, model, method)
+    metadata = pipeline_metadata(pipeline, model, ARTEFACT_FORMAT, ARTEFACT_FORMAT_VERSION, method)
     if method == "trace":
         metadata["traced_input_size"] = [int(example_image.shape[0]), int(example_image.shape[1])]
     return save_artefact(report.module, out_path, metadata), report
-
-
-def _build_model(args: argparse.Namespace) -> DETR:
-    if args.arch == "checkpoint":
-        if not args.checkpoint:
-            raise SystemExit("--arch checkpoint needs --checkpoint FILE (a checkpoint saved by detr_deploy)")
-        return load_model(args.checkpoint)
-    overrides = {"num_classes": args.num_classes} if args.num_classes else {}
-    model = ARCHITECTURES[args.arch](seed=args.seed, **overrides)
-    if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
-    return model.eval()
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m detr_deploy.export",
-        description="Export a DETR with its image pipeline to a TorchScript artefact (.pt + .json).",
-    )
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES) + ["checkpoint"], default="detr_resnet50",
-                        help="architecture to build; 'checkpoint' rebuilds it from a detr_deploy checkpoint's config")
-    parser.add_argument("--checkpoint", help="weights: an official DETR .pth or a detr_deploy checkpoint")
-    parser.add_argument("--num-classes", type=int, help="override the class count (random weights only)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for random weights when no checkpoint is given")
-    parser.add_argument("--out", required=True, help="output .pt path; the .json sidecar is written beside it")
-    parser.add_argument("--method", choices=["script", "trace"], default="script")
-    parser.add_argument("--trace-size", type=int, nargs=2, metavar=("H", "W"), default=(480, 640),
-                        help="example image size for --method trace")
-    parser.add_argument("--min-size", type=int, default=800)
-    parser.add_argument("--max-size", type=int, default=1333)
-    parser.add_argument("--threshold", type=float, default=0.5, help="default score threshold")
-    parser.add_argument("--top-k", type=int, default=0, help="keep at most K detections (0 = all)")
-    args = parser.parse_args(argv)
-
-    model = _build_model(args)
-    example = torch.zeros((*args.trace_size, 3), dtype=torch.uint8) if args.method == "trace" else None
-    sidecar, report = export_model(
-        model, args.out, method=args.method, example_image=example, min_size=args.min_size,
-        max_size=args.max_size, score_threshold=args.threshold, top_k=args.top_k,
-    )
-    info = json.loads(sidecar.read_text())
-    print(f"wrote {args.out} ({info['size_bytes'] / 1e6:.1f} MB, sha256 {info['sha256'][:12]}) and {sidecar}")
-    print(f"{args.method} took {report.seconds:.1f} s; torch warnings:")
-    for message, count in report.warnings_table():
-        print(f"  {count:4d} x {message}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,11 @@
 """Detectors for the ONNX Runtime and OpenVINO baselines, without torch.
 
 ``OnnxRuntimeDetector`` and ``OpenVinoDetector`` run the files written by
-``detr_deploy.export.alternatives.export_onnx`` / ``export_openvino`` with the same interface and the
-same input checks as the C++ ``detr_cpp.Detector``: ``detect(image uint8 [H, W, 3] RGB) ->
-{'boxes', 'scores', 'labels'}``. This module imports numpy and, when a runner is created, its
-runtime package; never torch, so a service using these runtimes does not ship it.
+``detr_deploy.export.onnx.export_onnx`` / ``detr_deploy.export.openvino.export_openvino`` with the
+same interface and the same input checks as the C++ ``detr_cpp.Detector``:
+``detect(image uint8 [H, W, 3] RGB) -> {'boxes', 'scores', 'labels'}``. This module imports numpy
+and, when a runner is created, its runtime package; never torch, so a service using these
+runtimes does not ship it.
 """
 
 from __future__ import annotations

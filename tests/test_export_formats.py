@@ -5,7 +5,7 @@ uint8 images and must return the same detections: labels identical, boxes and sc
 within a tolerance (compiled kernels sum in another order than eager).
 
 Compiling with AOTInductor takes minutes, so the AOTInductor tests use the demo model's package
-that chapter 02b also uses (``alternatives.demo_aoti``), cached under ``build/aoti`` keyed by a
+that chapter 02b also uses (``aoti.demo_aoti``), cached under ``build/aoti`` keyed by a
 hash of the weights, settings, torch version and code: a fresh checkout compiles it once. The
 export, ONNX and OpenVINO tests use a tiny DETR (1 encoder + 1 decoder layer).
 The ONNX Runtime and OpenVINO tests skip when their optional extra is not installed.
@@ -26,10 +26,13 @@ import pytest
 import torch
 
 from conftest import make_test_image, run_in_threads
-from detr_deploy.export import alternatives
+from detr_deploy.export import aoti, onnx, openvino
+from detr_deploy.export.__main__ import main as export_main
+from detr_deploy.export.artefact import make_pipeline
+from detr_deploy.export.program import export_program, guards_hold, min_resized_side
 from detr_deploy.native import cpp_build
+from detr_deploy.native.runners import EXTRA_REQUIREMENT, OnnxRuntimeDetector, OpenVinoDetector
 from detr_deploy.model.checkpoint import load_model
-from detr_deploy.export.torchscript import make_pipeline
 from detr_deploy.model.detr import detr_small
 from detr_deploy.paths import MODELS_DIR
 from torch_free import BLOCK_TORCH
@@ -64,7 +67,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def program(eager):
-    return alternatives.export_program(eager)
+    return export_program(eager)
 
 
 @pytest.fixture(scope="session")
@@ -74,12 +77,12 @@ def demo_model():
 
 @pytest.fixture(scope="session")
 def aoti_eager(demo_model):
-    return make_pipeline(demo_model, **alternatives.DEMO_AOTI_SETTINGS)
+    return make_pipeline(demo_model, **aoti.DEMO_AOTI_SETTINGS)
 
 
 @pytest.fixture(scope="session")
 def aoti_package():
-    return alternatives.demo_aoti()
+    return aoti.demo_aoti()
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +143,7 @@ def test_export_program_matches_eager_at_several_sizes(program, eager, images):
 def test_min_resized_side_is_where_the_export_guards_start_to_hold(program, eager):
     """The exported graph assumes feature maps of at least 2x2; the limit it implies on the
     resized shorter side (17 px for a stride-16 backbone) is stored and enforced."""
-    limit = alternatives.min_resized_side(program, eager)
+    limit = min_resized_side(program, eager)
     assert limit == 17
     module = program.module()
     below, at = np.zeros((limit - 1, TINY["max_size"], 3), np.uint8), np.zeros((limit, TINY["max_size"], 3), np.uint8)
@@ -148,12 +151,12 @@ def test_min_resized_side_is_where_the_export_guards_start_to_hold(program, eage
     with pytest.raises(AssertionError, match="Guard failed"):
         module(torch.from_numpy(below), torch.tensor(0.0))
     module(torch.from_numpy(at), torch.tensor(0.0))
-    assert alternatives.guards_hold(program, *at.shape[:2]) and not alternatives.guards_hold(program, *below.shape[:2])
+    assert guards_hold(program, *at.shape[:2]) and not guards_hold(program, *below.shape[:2])
 
 
 def test_export_program_rejects_square_example(eager):
     with pytest.raises(ValueError, match="non-square"):
-        alternatives.export_program(eager, example_size=(64, 64))
+        export_program(eager, example_size=(64, 64))
 
 
 # ---------------------------------------------------------------------------- AOTInductor in C++
@@ -192,7 +195,7 @@ def test_compiled_model_does_not_need_libtorch_so(aoti_package, tmp_path):
 
 def test_cached_package_is_reused(demo_model, aoti_package):
     before = aoti_package.stat().st_mtime_ns
-    assert alternatives.cached_aoti(demo_model, name="demo", **alternatives.DEMO_AOTI_SETTINGS) == aoti_package
+    assert aoti.cached_aoti(demo_model, name="demo", **aoti.DEMO_AOTI_SETTINGS) == aoti_package
     assert aoti_package.stat().st_mtime_ns == before
 
 
@@ -203,7 +206,7 @@ def test_aoti_detector_matches_eager(aoti_detector, aoti_eager, images):
 
 
 def test_aoti_detector_matches_torch_aoti_runner(aoti_detector, aoti_package, images):
-    runner = alternatives.load_aoti(aoti_package)
+    runner = aoti.load_aoti(aoti_package)
     for image in images[:2]:
         with torch.inference_mode():
             boxes, scores, labels = runner(torch.from_numpy(image), torch.tensor(0.0))
@@ -310,20 +313,20 @@ def test_bad_packages_raise_clear_errors(detr_cpp, bad_packages, case):
 
 def test_load_aoti_refuses_a_package_for_another_cpu(bad_packages):
     path, error, message = bad_packages["another CPU"]
-    if not alternatives.cpu_isa_flags():
+    if not aoti.cpu_isa_flags():
         pytest.skip("no x86 flags in /proc/cpuinfo here: nothing to compare with")
     with pytest.raises(error, match=message):
-        alternatives.load_aoti(path)
+        aoti.load_aoti(path)
 
 
 def test_cpu_isa_flags_keeps_instruction_sets_only(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 hypervisor avx2 avx512f constant_tsc\n"
                        "processor\t: 1\nflags\t\t: fpu sse2\n")
-    assert alternatives.cpu_isa_flags(cpuinfo) == ["avx2", "avx512f", "sse2"]  # the first CPU's line
-    assert alternatives.cpu_isa_flags(tmp_path / "absent") == []
+    assert aoti.cpu_isa_flags(cpuinfo) == ["avx2", "avx512f", "sse2"]  # the first CPU's line
+    assert aoti.cpu_isa_flags(tmp_path / "absent") == []
     (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd\n")
-    assert alternatives.cpu_isa_flags(tmp_path / "arm") == []
+    assert aoti.cpu_isa_flags(tmp_path / "arm") == []
 
 
 NO_TORCH = BLOCK_TORCH + """
@@ -360,19 +363,19 @@ def _needs(package):
     try:
         __import__(package)
     except ImportError:
-        pytest.skip(f"{package} not installed (optional extra: {alternatives.EXTRA_REQUIREMENT})")
+        pytest.skip(f"{package} not installed (optional extra: {EXTRA_REQUIREMENT})")
 
 
 @pytest.fixture(scope="module")
 def onnx_path(tiny_model, tmp_path_factory):
     _needs("onnx")
     _needs("onnxscript")
-    return alternatives.export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", **TINY)
+    return onnx.export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", **TINY)
 
 
 def test_onnxruntime_matches_eager(onnx_path, eager, images):
     _needs("onnxruntime")
-    detector = alternatives.OnnxRuntimeDetector(onnx_path, num_threads=2)
+    detector = OnnxRuntimeDetector(onnx_path, num_threads=2)
     assert detector.class_names == TINY_CLASSES
     for image in images:
         assert_close(detector.detect(image), eager_detect(eager, image))
@@ -400,9 +403,9 @@ def test_openvino_matches_eager_without_antialiasing(tiny_model, images, tmp_pat
     _needs("openvino")
     _needs("onnxscript")
     plain = make_pipeline(tiny_model, antialias=False, **TINY)
-    xml = alternatives.export_openvino(plain, tmp_path / "ov")
+    xml = openvino.export_openvino(plain, tmp_path / "ov")
     assert xml.name == "model.xml" and xml.with_suffix(".bin").is_file()
-    detector = alternatives.OpenVinoDetector(xml, num_threads=2)
+    detector = OpenVinoDetector(xml, num_threads=2)
     assert detector.class_names == TINY_CLASSES and detector.metadata["compress_to_fp16"] is False
     for image in images[:3]:
         assert_close(detector.detect(image), eager_detect(plain, image))
@@ -412,7 +415,7 @@ def test_openvino_antialiased_resize_differs_slightly(onnx_path, eager, images, 
     """OpenVINO's antialiased Interpolate weighs pixels differently from torch's (and ONNX
     Runtime's) when shrinking: boxes move by up to ~1-2 px on this random model, labels hold."""
     _needs("openvino")
-    detector = alternatives.OpenVinoDetector(alternatives.export_openvino(onnx_path, tmp_path / "ov.xml"))
+    detector = OpenVinoDetector(openvino.export_openvino(onnx_path, tmp_path / "ov.xml"))
     differences = [assert_close(detector.detect(image), eager_detect(eager, image), box_atol=3.0, score_atol=5e-3)
                    for image in images[:3]]
     assert max(box for box, _ in differences) > 1e-2  # if this fails, OpenVINO now matches: tighten the test
@@ -427,14 +430,15 @@ def test_missing_extra_names_the_requirements_file(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    for runner in (alternatives.OnnxRuntimeDetector, alternatives.OpenVinoDetector):
+    for runner in (OnnxRuntimeDetector, OpenVinoDetector):
         with pytest.raises(ImportError, match="requirements-runtimes.txt"):
             runner(tmp_path / "model")
 
 
 def test_module_imports_without_the_extras():
     code = ("import sys; sys.modules.update(onnx=None, onnxruntime=None, openvino=None, onnxscript=None); "
-            "import detr_deploy.export.alternatives as a; print(a.AOTI_FORMAT)")
+            "import detr_deploy.export.aoti as a, detr_deploy.export.onnx, detr_deploy.export.openvino; "
+            "print(a.AOTI_FORMAT)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "aotinductor" in result.stdout, result.stderr
 
@@ -451,11 +455,11 @@ def test_runners_do_not_import_torch(onnx_path, images):
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     assert output["torch"] is False
-    assert output["labels"] == alternatives.OnnxRuntimeDetector(onnx_path).detect(images[0])["labels"].tolist()
+    assert output["labels"] == OnnxRuntimeDetector(onnx_path).detect(images[0])["labels"].tolist()
 
 
 def test_command_line_dispatches_with_the_demo_settings(monkeypatch, tmp_path, capsys):
-    """One command per artefact; the exports themselves are tested above, so they are stubbed."""
+    """One command for every format; the exports themselves are tested above, so they are stubbed."""
     calls = []
 
     def fake_export(name):
@@ -467,14 +471,14 @@ def test_command_line_dispatches_with_the_demo_settings(monkeypatch, tmp_path, c
             return out
         return export
 
-    for name in ("export_aoti", "export_onnx", "export_openvino"):
-        monkeypatch.setattr(alternatives, name, fake_export(name))
+    for module, name in ((aoti, "export_aoti"), (onnx, "export_onnx"), (openvino, "export_openvino")):
+        monkeypatch.setattr(module, name, fake_export(name))
     weights = str(MODELS_DIR / "demo_weights.pth")
-    assert alternatives.main(["aoti", "--model", weights, "--out", str(tmp_path / "demo.pt2")]) == 0
-    assert alternatives.main(["onnx", "--arch", "detr_small", "--out", str(tmp_path / "s.onnx"),
-                              "--min-size", "64", "--exporter", "legacy"]) == 0
-    assert alternatives.main(["openvino", "--arch", "detr_small", "--out", str(tmp_path / "ov.xml"),
-                              "--fp16-weights", "--static"]) == 0
+    assert export_main(["--format", "aoti", "--checkpoint", weights, "--out", str(tmp_path / "demo.pt2")]) == 0
+    assert export_main(["--format", "onnx", "--arch", "detr_small", "--out", str(tmp_path / "s.onnx"),
+                        "--min-size", "64", "--exporter", "legacy"]) == 0
+    assert export_main(["--format", "openvino", "--arch", "detr_small", "--out", str(tmp_path / "ov.xml"),
+                        "--fp16-weights", "--static"]) == 0
     (name, model, settings), onnx_call, ov_call = calls
     assert name == "export_aoti" and model == "DETR"
     assert (settings["min_size"], settings["max_size"], settings["score_threshold"]) == (384, 640, 0.85)  # demo.json
@@ -482,9 +486,33 @@ def test_command_line_dispatches_with_the_demo_settings(monkeypatch, tmp_path, c
     assert ov_call[2]["compress_to_fp16"] is True and ov_call[2]["dynamic"] is False
     assert "wrote" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        alternatives.main(["tflite", "--arch", "detr_small", "--out", "x"])
+        export_main(["--format", "tflite", "--arch", "detr_small", "--out", "x"])
+
+
+@pytest.mark.parametrize("fmt,option", [
+    ("torchscript", ["--exporter", "legacy"]),
+    ("torchscript", ["--static"]),
+    ("aoti", ["--method", "trace"]),
+    ("aoti", ["--fp16-weights"]),
+    ("onnx", ["--trace-size", "64", "96"]),
+    ("openvino", ["--exporter", "dynamo"]),
+])
+def test_command_line_refuses_options_of_other_formats(fmt, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export_main(["--format", fmt, "--arch", "detr_small", "--out", "x", *option])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"error: {option[0]} applies to --format" in error and f"not to --format {fmt}" in error
+    assert "Traceback" not in error
+
+
+def test_command_line_reports_a_missing_checkpoint(tmp_path, capsys):
+    assert export_main(["--format", "onnx", "--checkpoint", str(tmp_path / "absent.pth"),
+                        "--out", str(tmp_path / "x.onnx")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: --checkpoint") and "no such file" in error
 
 
 def test_export_aoti_needs_a_pt2_name(tiny_model, tmp_path):
     with pytest.raises(ValueError, match=r"must end in \.pt2"):
-        alternatives.export_aoti(tiny_model, tmp_path / "model.pt")
+        aoti.export_aoti(tiny_model, tmp_path / "model.pt")

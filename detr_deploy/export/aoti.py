@@ -1,0 +1,225 @@
+"""``torch.export`` + AOTInductor: the successor of TorchScript, a ``.pt2`` package.
+
+:func:`export_aoti` compiles the pipeline's program (:mod:`detr_deploy.export.program`) for the
+CPU. The C++ ``detr_cpp.Detector`` loads the package like a TorchScript ``.pt``
+(``detector.backend == "aotinductor"``), chosen by the metadata embedded in the package;
+:func:`load_aoti` runs it from Python. Compiling takes minutes: :func:`cached_aoti` keeps one
+package per distinct input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from detr_deploy.export import artefact, program
+from detr_deploy.export.artefact import METADATA_FILE, write_sidecar
+from detr_deploy.export.program import DEFAULT_EXAMPLE_SIZE, as_pipeline, export_program, program_metadata
+from detr_deploy.native.runners import AOTI_FORMAT
+from detr_deploy.native.runtime_folder import replace_needed
+from detr_deploy.paths import BUILD_DIR, MODELS_DIR, relative
+
+__all__ = [
+    "DEFAULT_INDUCTOR_CONFIGS",
+    "DEMO_AOTI_SETTINGS",
+    "ISA_FLAGS",
+    "export_aoti",
+    "cached_aoti",
+    "demo_aoti",
+    "load_aoti",
+    "cpu_isa_flags",
+    "check_cpu",
+]
+
+# freezing folds weights into the compiled graph as constants (slightly faster here).
+DEFAULT_INDUCTOR_CONFIGS = {"freezing": True}
+
+# x86 instruction-set extensions (as /proc/cpuinfo names them) that compiled code may use.
+# Inductor compiles a package with -march=native: it may use any of them the building CPU
+# has, and on a CPU without one the process dies of SIGILL. So a package records the
+# building CPU's set, and loading it (C++ Detector, load_aoti) refuses a CPU that lacks one.
+ISA_FLAGS = frozenset(
+    "sse sse2 ssse3 sse4_1 sse4_2 sse4a popcnt avx avx2 fma fma4 f16c bmi1 bmi2 lzcnt movbe adx "
+    "aes pclmulqdq sha_ni gfni vaes vpclmulqdq avx_vnni avx_vnni_int8 avx_ifma avx_ne_convert "
+    "avx512f avx512dq avx512cd avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 avx512_vnni "
+    "avx512_bitalg avx512_vpopcntdq avx512_bf16 avx512_fp16 avx512_vp2intersect "
+    "amx_tile amx_bf16 amx_int8 amx_fp16".split()
+)
+
+
+def cpu_isa_flags(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> list:
+    """The instruction-set extensions of this CPU (sorted; empty where /proc/cpuinfo has no
+    x86 ``flags`` line, e.g. on ARM or macOS: nothing is then recorded or checked)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return sorted(ISA_FLAGS.intersection(value.split()))
+    return []
+
+
+def _compiled_for(configs: dict) -> dict:
+    march = configs.get("cpp.march")  # None (the default): -march=native
+    return {"machine": platform.machine(), "march": march or "native",
+            "required_cpu_flags": cpu_isa_flags() if march is None else []}
+
+
+def check_cpu(metadata: dict, path) -> None:
+    """Raise ValueError if this CPU lacks an instruction set the package was compiled for."""
+    required = (metadata.get("compiled_for") or {}).get("required_cpu_flags") or []
+    have = cpu_isa_flags()
+    missing = sorted(set(required) - set(have)) if have else []
+    if missing:
+        raise ValueError(f"{path} was compiled (-march=native) on a CPU with {', '.join(missing)}, which this CPU "
+                         f"lacks: compile the package on this machine, or run the TorchScript artefact")
+
+
+def _drop_libtorch_dependency(library: Path) -> bool:
+    """Point the compiled model's DT_NEEDED ``libtorch.so`` at ``libtorch_cpu.so`` instead.
+
+    Inductor links the model with ``-ltorch``, but on the CPU it uses only symbols of
+    libtorch_cpu (which it also lists). With the CUDA wheel ``libtorch.so`` pulls in
+    ``libtorch_cuda.so`` and CUDA's libraries, and the .so has no rpath, so loading it from
+    a process that has not loaded ``libtorch.so`` fails with ``dlopen: libtorch.so: cannot
+    open shared object file``. After this, a process that has libtorch_cpu (the detr_cpp
+    module, the slim runtime folder) loads it. Returns False if there was nothing to change.
+    """
+    return replace_needed(library, "libtorch.so", "libtorch_cpu.so")
+
+
+def export_aoti(
+    model: nn.Module,
+    out_path,
+    *,
+    inductor_configs: Optional[dict] = None,
+    dynamic: bool = True,
+    example_size: Sequence[int] = DEFAULT_EXAMPLE_SIZE,
+    **settings,
+) -> Path:
+    """Export with ``torch.export``, compile with AOTInductor for the CPU, write ``out_path``
+    (``.pt2``, metadata embedded as ``extra/metadata.json``) and its sidecar ``.json``.
+
+    ``settings``: the pipeline's (``min_size``, ``max_size``, ``score_threshold``, ``top_k``, ...;
+    unset or None: :data:`~detr_deploy.export.program.PIPELINE_DEFAULTS`) for a DETR ``model``.
+    Returns the ``.pt2`` path. The sidecar records ``export_seconds`` and ``compile_seconds``
+    (DETR-R50: about 2 minutes on 2 cores; the demo model less: use :func:`cached_aoti`).
+    """
+    from torch.export.pt2_archive._package import package_pt2
+
+    out_path = Path(out_path)
+    if out_path.suffix != ".pt2":
+        raise ValueError(f"an AOTInductor package must end in .pt2, got {out_path.name}")
+    pipeline, detr = as_pipeline(model, settings)
+    start = time.perf_counter()
+    exported = export_program(pipeline, dynamic=dynamic, example_size=example_size)
+    export_seconds = time.perf_counter() - start
+    configs = dict(DEFAULT_INDUCTOR_CONFIGS if inductor_configs is None else inductor_configs)
+    configs["aot_inductor.package"] = True
+    metadata = program_metadata(pipeline, detr, AOTI_FORMAT, dynamic, example_size, exported)
+    metadata["compiled_for"] = _compiled_for(configs)
+    start = time.perf_counter()
+    with torch.no_grad():
+        args, kwargs = exported.example_inputs
+        files = torch._inductor.aot_compile(exported.module(check_guards=False), args, kwargs, options=configs)
+    compile_seconds = time.perf_counter() - start
+    libraries = [Path(f) for f in files if isinstance(f, str) and f.endswith(".so")]
+    if len(libraries) != 1:
+        raise RuntimeError(f"AOTInductor produced {len(libraries)} shared libraries, expected 1")
+    _drop_libtorch_dependency(libraries[0])
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial.pt2")  # never leave a half-written package
+    package_pt2(str(partial), aoti_files={"model": files},
+                extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)})
+    os.replace(partial, out_path)
+    write_sidecar(out_path, metadata, export_seconds=round(export_seconds, 1),
+                  compile_seconds=round(compile_seconds, 1), inductor_configs=_jsonable(configs))
+    return out_path
+
+
+def _jsonable(configs: dict) -> dict:
+    return {key: value if isinstance(value, (bool, int, float, str)) else repr(value) for key, value in configs.items()}
+
+
+def _graph_modules() -> list:
+    """The modules whose code shapes the package, whole: the export program, the artefact's
+    description, and every ``detr_deploy.model`` module they import (directly or through
+    another), found by following the names each module imports."""
+    found, pending = {}, [program, artefact]
+    while pending:
+        module = pending.pop()
+        if module.__name__ in found:
+            continue
+        found[module.__name__] = module
+        for value in vars(module).values():
+            owner = value if inspect.ismodule(value) else inspect.getmodule(value)
+            if owner is not None and owner.__name__.startswith("detr_deploy.model."):
+                pending.append(owner)
+    return [found[name] for name in sorted(found)]
+
+
+# this module's part of the package (not the whole file: unrelated edits keep the cache)
+_COMPILE_STEP = (export_aoti, _jsonable, _compiled_for, _drop_libtorch_dependency, replace_needed)
+
+
+def _hash_inputs(model: nn.Module, settings: dict) -> str:
+    """A key for a compiled package: weights, settings, torch and the code that shapes the graph."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(getattr(model, "config").to_dict(), sort_keys=True, default=str).encode())
+    digest.update(torch.__version__.encode())
+    for code in (*_graph_modules(), *_COMPILE_STEP):
+        digest.update(inspect.getsource(code).encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_aoti(model: nn.Module, cache_dir=BUILD_DIR / "aoti", name: str = "model", **settings) -> Path:
+    """:func:`export_aoti` once per distinct input: the package is kept as
+    ``cache_dir/NAME-HASH.pt2`` (hash of the weights, settings, torch version and the code)
+    and reused while it exists. Compiling takes minutes; tests and notebooks go through this."""
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"{name}-{_hash_inputs(model, settings)}.pt2"
+    if path.is_file() and path.with_suffix(".json").is_file():
+        return path
+    print(f"compiling {relative(path)} with AOTInductor (minutes on 2 cores, once) ...", flush=True)
+    return export_aoti(model, path, **settings)
+
+
+# Chapter 02b's package of the demo model: its sizes, threshold 0 (each call passes its own).
+# The tests, chapter 02b and the benchmark share it, so a fresh checkout compiles it once.
+DEMO_AOTI_SETTINGS = dict(min_size=384, max_size=640, score_threshold=0.0)
+
+
+def demo_aoti(cache_dir=BUILD_DIR / "aoti") -> Path:
+    """The demo model (``data/models/demo_weights.pth``) as a cached AOTInductor package."""
+    from detr_deploy.model.checkpoint import load_model
+
+    model = load_model(MODELS_DIR / "demo_weights.pth").eval()
+    return cached_aoti(model, cache_dir, name="demo", **DEMO_AOTI_SETTINGS)
+
+
+def load_aoti(path):
+    """The package run from Python with torch (``torch._inductor.aoti_load_package``):
+    ``runner(image, torch.tensor(threshold)) -> (boxes, scores, labels)``. Refuses (ValueError)
+    a package compiled for instruction sets this CPU lacks, instead of crashing on them."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = next((name for name in archive.namelist() if name.endswith("extra/" + METADATA_FILE)), None)
+        if entry is not None:
+            check_cpu(json.loads(archive.read(entry)), path)
+    return torch._inductor.aoti_load_package(str(path))
