@@ -28,53 +28,59 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from detr_deploy import benchmark, cpp_build  # noqa: E402
-from detr_deploy.export.alternatives import DEFAULT_INDUCTOR_CONFIGS, export_aoti  # noqa: E402
-from detr_deploy.export.torchscript import export_model  # noqa: E402
+from detr_deploy.bench.settings import ALL_CORES, MODELS  # noqa: E402
+from detr_deploy.bench.timing import summarise, summarise_times, time_interleaved  # noqa: E402
+from detr_deploy.export.aoti import DEFAULT_INDUCTOR_CONFIGS, export_aoti  # noqa: E402
+from detr_deploy.export.torchscript import export_model, load_artefact  # noqa: E402
+from detr_deploy.native import cpp_build  # noqa: E402
 from detr_deploy.paths import BUILD_DIR  # noqa: E402
-from detr_deploy.bench.timing import summarise_times, time_interleaved  # noqa: E402
 
 OUT = BUILD_DIR / "libtorch_options"
 SIZE = (512, 683)
 AUTOTUNE = {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
-
-# One process per fuser: load, freeze (no optimize_for_inference: the fusers want plain aten
-# ops), switch the fuser on, warm up, time. Prints one JSON line.
-_FUSER_CHILD = """
-import json, sys, time, warnings
-warnings.filterwarnings("ignore")
-sys.path.insert(0, {repo!r})
-import numpy as np, torch
-from detr_deploy.export.torchscript import load_artefact
-torch.set_num_threads({threads})
-module = torch.jit.freeze(load_artefact({artefact!r})[0].eval(), preserved_attrs=["forward_batch"])
-{switch}
-image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, ({height}, {width}, 3), dtype=np.uint8))
-try:
-    with torch.inference_mode():
-        for _ in range(3):
-            module(image)
-        times = []
-        for _ in range({repeats}):
-            start = time.perf_counter(); module(image); times.append(time.perf_counter() - start)
-    print(json.dumps({{"median_ms": float(np.median(times)) * 1e3}}))
-except Exception as error:
-    print(json.dumps({{"error": type(error).__name__ + ": " + str(error).strip().splitlines()[-1][:160]}}))
-"""
-
-FUSERS = {
-    "frozen graph, no fuser (reference)": "",
-    "frozen graph + oneDNN Graph fuser": "torch.jit.enable_onednn_fusion(True)",
-    "frozen graph + NNC fuser on the CPU": "torch._C._jit_override_can_fuse_on_cpu(True)",
+FUSERS = {  # label: the switch --fuser-child turns on
+    "frozen graph, no fuser (reference)": "none",
+    "frozen graph + oneDNN Graph fuser": "onednn",
+    "frozen graph + NNC fuser on the CPU": "nnc",
 }
+
+
+def _time_fuser(artefact: str, fuser: str, threads: int, repeats: int) -> dict:
+    """In this process, since the fusers are global switches: load, freeze (no
+    optimize_for_inference: the fusers want plain aten ops), switch the fuser on, warm up, time."""
+    import torch
+
+    torch.set_num_threads(threads)
+    module = torch.jit.freeze(load_artefact(artefact)[0].eval(), preserved_attrs=["forward_batch"])
+    if fuser == "onednn":
+        torch.jit.enable_onednn_fusion(True)
+    elif fuser == "nnc":
+        torch._C._jit_override_can_fuse_on_cpu(True)
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (*SIZE, 3), dtype=np.uint8))
+    try:
+        with torch.inference_mode():
+            seconds = time_interleaved({fuser: lambda: module(image)}, repeats=repeats, warmup=3)[fuser]
+        return {"median_ms": summarise(seconds)["median_ms"]}
+    except Exception as error:
+        return {"error": type(error).__name__ + ": " + str(error).strip().splitlines()[-1][:160]}
 
 
 def _fuser_rows(artefact: Path, threads: int, repeats: int) -> list:
     rows = []
-    for label, switch in FUSERS.items():
-        code = _FUSER_CHILD.format(repo=str(REPO), artefact=str(artefact), switch=switch, threads=threads,
-                                   height=SIZE[0], width=SIZE[1], repeats=repeats)
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    for label, fuser in FUSERS.items():
+        command = [
+            sys.executable,
+            __file__,
+            "--fuser-child",
+            fuser,
+            "--artefact",
+            str(artefact),
+            "--threads",
+            str(threads),
+            "--repeats",
+            str(repeats),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
         lines = result.stdout.strip().splitlines()
         outcome = json.loads(lines[-1]) if lines else {"error": result.stderr.strip()[-160:]}
         rows.append({"option": label, "median_ms": outcome.get("median_ms"), "error": outcome.get("error", "")})
@@ -95,12 +101,18 @@ def _package(model, name: str, settings: dict, configs: dict, static: bool) -> P
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="detr_resnet50", choices=sorted(benchmark.MODELS))
-    parser.add_argument("--threads", type=int, default=benchmark.ALL_CORES)
+    parser.add_argument("--model", default="detr_resnet50", choices=sorted(MODELS))
+    parser.add_argument("--threads", type=int, default=ALL_CORES)
     parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--fuser-child", choices=sorted(set(FUSERS.values())), help=argparse.SUPPRESS)
+    parser.add_argument("--artefact", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.fuser_child:  # one fuser measurement, in its own process (see _fuser_rows)
+        warnings.filterwarnings("ignore")
+        print(json.dumps(_time_fuser(args.artefact, args.fuser_child, args.threads, args.repeats)))
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
-    spec = benchmark.MODELS[args.model]
+    spec = MODELS[args.model]
     model = spec.build().eval()
     settings = dict(min_size=SIZE[0], max_size=SIZE[1], score_threshold=spec.score_threshold)
 
@@ -114,18 +126,22 @@ def main(argv=None) -> int:
 
     print("AOTInductor compile options, through the C++ module:", flush=True)
     packages = {
-        "AOTInductor default (freezing, dynamic size)": _package(model, f"{args.model}_default", settings,
-                                                                 dict(DEFAULT_INDUCTOR_CONFIGS), False),
+        "AOTInductor default (freezing, dynamic size)": _package(
+            model, f"{args.model}_default", settings, dict(DEFAULT_INDUCTOR_CONFIGS), False
+        ),
         "AOTInductor + max_autotune (C++ GEMM template)": _package(
-            model, f"{args.model}_autotune", settings, dict(DEFAULT_INDUCTOR_CONFIGS, **AUTOTUNE), False),
-        f"AOTInductor, static size {SIZE[0]}x{SIZE[1]}": _package(model, f"{args.model}_static", settings,
-                                                                   dict(DEFAULT_INDUCTOR_CONFIGS), True),
+            model, f"{args.model}_autotune", settings, dict(DEFAULT_INDUCTOR_CONFIGS, **AUTOTUNE), False
+        ),
+        f"AOTInductor, static size {SIZE[0]}x{SIZE[1]}": _package(
+            model, f"{args.model}_static", settings, dict(DEFAULT_INDUCTOR_CONFIGS), True
+        ),
     }
     detr_cpp = cpp_build.build_module()
     image = np.random.default_rng(0).integers(0, 256, (*SIZE, 3), dtype=np.uint8)
     detectors = {label: detr_cpp.Detector(str(path), num_threads=args.threads) for label, path in packages.items()}
-    times = time_interleaved({label: (lambda d=d: d.detect(image)) for label, d in detectors.items()},
-                             repeats=args.repeats, warmup=2)
+    times = time_interleaved(
+        {label: (lambda d=d: d.detect(image)) for label, d in detectors.items()}, repeats=args.repeats, warmup=2
+    )
     table = summarise_times(times)
     for label, row in table.iterrows():
         rows.append({"option": label, "median_ms": round(float(row["median_ms"]), 1), "error": ""})

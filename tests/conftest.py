@@ -15,6 +15,7 @@ import torch
 
 from detr_deploy.export.torchscript import export_model
 from detr_deploy.model.detr import detr_small
+from detr_deploy.native import cpp_build
 
 SMALL_PIPELINE = dict(min_size=224, max_size=384, score_threshold=0.0)
 SMALL_CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
@@ -56,6 +57,12 @@ def make_test_image(height: int, width: int, seed: int) -> np.ndarray:
         y1, x1 = y0 + rng.integers(1, height // 2 + 2), x0 + rng.integers(1, width // 2 + 2)
         image[y0:y1, x0:x1] = rng.uniform(0, 255, size=3)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def detr_cpp():
+    """The compiled C++ module: built once per session if a source changed, else just imported."""
+    return cpp_build.build_module()
 
 
 @pytest.fixture(scope="session")

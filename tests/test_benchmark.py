@@ -1,5 +1,6 @@
-"""The measurement helpers of chapter 04: FLOP counting, size accounting, statistics, and a
-tiny end-to-end run of the benchmark. No test asserts a speed: timings depend on the machine."""
+"""The measurement helpers of chapter 04: FLOP counting, size accounting, statistics, the
+artefact cache's key, cold-start children, and tiny end-to-end runs of the benchmark. No test
+asserts a speed: timings depend on the machine."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import json
 import math
 import os
 import shutil
+import subprocess
+import sys
+import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +19,19 @@ import pytest
 import torch
 from torch import nn
 
-from detr_deploy.bench import benchmark
-from detr_deploy.bench import sizes
+from detr_deploy.bench import artefacts, coldstart, sizes, tuning
+from detr_deploy.bench.artefacts import Artefacts
 from detr_deploy.bench.flops import conv2d_flops, count_flops, detr_flops, gemm_peak_gflops, linear_flops
+from detr_deploy.bench.inputs import decode, make_image
+from detr_deploy.bench.report import load_results
+from detr_deploy.bench.run import add_ratios, machine_info, run_benchmark
+from detr_deploy.bench.runtimes import RUNTIMES, Context
+from detr_deploy.bench.settings import MODELS, ModelSpec, Settings
+from detr_deploy.bench.timing import summarise
 from detr_deploy.model.detr import detr_small
+from detr_deploy.paths import MODELS_DIR, REPO_ROOT
 
+from torch_free import BLOCK_TORCH
 
 # ---------------------------------------------------------------------------- FLOPs
 
@@ -37,7 +50,8 @@ def test_conv_and_linear_flops_match_the_hand_count():
 
 def test_grouped_conv_hand_count():
     conv = nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False)
-    assert count_flops(conv, torch.zeros(1, 8, 10, 10)) == conv2d_flops(8, 8, (3, 3), (10, 10), groups=4) == 2 * 8 * 100 * 2 * 9
+    counted = count_flops(conv, torch.zeros(1, 8, 10, 10))
+    assert counted == conv2d_flops(8, 8, (3, 3), (10, 10), groups=4) == 2 * 8 * 100 * 2 * 9
 
 
 def test_attention_flops_are_counted_with_a_padding_mask():
@@ -97,7 +111,7 @@ def _fake_distribution(site: Path, name: str, files: dict, requires=()) -> None:
     """A minimal installed distribution: files + .dist-info with METADATA and RECORD."""
     info = site / f"{name.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
-    lines = [f"Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0"]
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0"]
     lines += [f"Requires-Dist: {requirement}" for requirement in requires]
     (info / "METADATA").write_text("\n".join(lines) + "\n")
     record = []
@@ -110,15 +124,19 @@ def _fake_distribution(site: Path, name: str, files: dict, requires=()) -> None:
 
 def test_distribution_size_and_requirement_closure(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    _fake_distribution(site, "fake-top", {"fake_top/__init__.py": 100, "fake_top/lib.so": 5000},
-                       requires=["fake-mid[gpu]", 'fake-never; extra == "other"', "fake-absent"])
-    _fake_distribution(site, "fake-mid", {"fake_mid/core.py": 700},
-                       requires=['fake-leaf; extra == "gpu"'])
+    _fake_distribution(
+        site,
+        "fake-top",
+        {"fake_top/__init__.py": 100, "fake_top/lib.so": 5000},
+        requires=["fake-mid[gpu]", 'fake-never; extra == "other"', "fake-absent"],
+    )
+    _fake_distribution(site, "fake-mid", {"fake_mid/core.py": 700}, requires=['fake-leaf; extra == "gpu"'])
     _fake_distribution(site, "fake-leaf", {"fake_leaf/blob.bin": 12345})
     _fake_distribution(site, "fake-never", {"fake_never/x.py": 1})
     monkeypatch.syspath_prepend(str(site))
     metadata_bytes = lambda name: sum(  # noqa: E731
-        p.stat().st_size for p in (site / f"{name}-1.0.dist-info").iterdir())
+        p.stat().st_size for p in (site / f"{name}-1.0.dist-info").iterdir()
+    )
     assert sizes.distribution_size("fake-leaf") == 12345 + metadata_bytes("fake_leaf")
     assert sizes.distribution_size("fake-top") == 5100 + metadata_bytes("fake_top")
     # the extra [gpu] is followed, the "other" extra is not, a missing requirement is skipped
@@ -137,7 +155,7 @@ def test_strip_savings_measures_a_copy(tmp_path):
     binary = tmp_path / "hello"
     subprocess.run(["cc", "-g", "-o", str(binary), str(source)], check=True)
     before = binary.stat().st_size
-    (name, (measured_before, after)), = sizes.strip_savings([binary]).items()
+    ((name, (measured_before, after)),) = sizes.strip_savings([binary]).items()
     assert name == "hello" and measured_before == before
     assert 0 < after < before  # debug info and symbols gone from the copy
     assert binary.stat().st_size == before  # the original is untouched
@@ -160,49 +178,164 @@ def test_efficientdet_rows_are_cited():
 
 
 def test_summarise_median_and_p90():
-    stats = benchmark.summarise([0.010, 0.020, 0.030, 0.040, 0.100])
+    stats = summarise([0.010, 0.020, 0.030, 0.040, 0.100])
     assert stats["median_ms"] == pytest.approx(30.0)
     assert stats["p90_ms"] == pytest.approx(76.0)  # linear interpolation between 40 and 100
     with pytest.raises(ValueError):
-        benchmark.summarise([])
+        summarise([])
 
 
 def test_ratios_are_to_eager_in_the_same_group():
     rows = [{"runtime": "eager", "median_ms": 100.0}, {"runtime": "x", "median_ms": 50.0}]
-    benchmark._add_ratios(rows)
+    add_ratios(rows)
     assert [row["ratio_to_eager"] for row in rows] == [1.0, 2.0]
 
 
 def test_registry_entries_are_complete():
-    assert "eager" in benchmark.RUNTIMES
-    for name, runtime in benchmark.RUNTIMES.items():
+    assert "eager" in RUNTIMES
+    for name, runtime in RUNTIMES.items():
         assert runtime.name == name and runtime.label
-        assert runtime.child in benchmark._CHILDREN
-        assert runtime.artefact in (None, *benchmark.Artefacts.SUFFIX)
+        assert runtime.child in coldstart.CHILDREN
+        assert runtime.artefact in (None, *artefacts.SUFFIX)
+        assert runtime.artefact is None or runtime.artefact in artefacts.EXPORTERS
 
 
 def test_make_image_has_the_requested_size():
-    image = benchmark.decode(benchmark.make_image(48, 80))
+    image = decode(make_image(48, 80))
     assert image.shape == (48, 80, 3) and image.dtype == np.uint8
 
 
 def test_machine_info_names_the_machine():
-    info = benchmark.machine_info([1, 2])
+    info = machine_info([1, 2])
     assert info["cpu"] and info["logical_cores"] >= 1 and info["threads_used"] == [1, 2]
     assert info["versions"]["torch"] == torch.__version__.split("+")[0]
 
 
-def test_tiny_run_writes_every_table(tmp_path):
-    settings = benchmark.Settings(
-        mode="test", models=("demo",), sizes=((64, 96),), sweep_size=(64, 96), threads=(1,), batches=(1, 2),
-        repeats=1, warmup=1, cold_runs=1, tuning=False, aoti="cached",
+# ---------------------------------------------------------------------------- the artefact cache's key
+
+
+@pytest.fixture(scope="module")
+def keyed_model():
+    model = detr_small(seed=0).eval()
+    return ModelSpec("small", lambda: model, 0.5, "random"), model
+
+
+def test_key_sources_are_the_modules_the_exporter_reaches(keyed_model):
+    _, model = keyed_model
+    model_modules = {"detr_deploy.model.detr", "detr_deploy.model.pipeline", "detr_deploy.model.box_ops"}
+    assert {"detr_deploy.export.torchscript", *model_modules} <= set(Artefacts.sources("torchscript", model))
+    assert {"detr_deploy.export.aoti", "detr_deploy.export.program", *model_modules} <= set(
+        Artefacts.sources("aoti", model)
     )
-    result = benchmark.run_benchmark(settings, tmp_path, runtimes=["eager", "torchscript"], cli=False,
-                                     do_sizes=False)
-    tables = benchmark.load_results(tmp_path)
+    assert {"detr_deploy.export.openvino", "detr_deploy.export.onnx"} <= set(Artefacts.sources("openvino", model))
+
+
+def test_key_sources_follow_lazy_and_relative_imports():
+    module = types.ModuleType("detr_deploy.bench.example")
+    module.__package__ = "detr_deploy.bench"
+    source = b"import os\n\ndef later():\n    from detr_deploy.model import box_ops\n    from . import timing\n"
+    assert set(artefacts._imported_names(module, source)) == {
+        "detr_deploy.model",
+        "detr_deploy.model.box_ops",
+        "detr_deploy.bench",
+        "detr_deploy.bench.timing",
+    }
+
+
+def test_key_changes_when_a_source_the_export_runs_changes(keyed_model, monkeypatch, tmp_path):
+    spec, model = keyed_model
+    cache = Artefacts(cache_dir=tmp_path)
+    before = cache.key("torchscript", spec, model, (64, 96))
+    assert cache.key("torchscript", spec, model, (64, 96)) == before  # stable while nothing changes
+    assert cache.key("torchscript", spec, model, (64, 128)) != before
+    read = artefacts.read_source
+
+    def edited(module):
+        return read(module) + (b"\n# edited\n" if module.__name__ == "detr_deploy.model.pipeline" else b"")
+
+    monkeypatch.setattr(artefacts, "read_source", edited)
+    assert cache.key("torchscript", spec, model, (64, 96)) != before
+
+
+def test_key_fails_loudly_without_a_source(keyed_model, monkeypatch, tmp_path):
+    spec, model = keyed_model
+    monkeypatch.setattr(artefacts.inspect, "getsourcefile", lambda module: None)
+    with pytest.raises(RuntimeError, match="no source file for detr_deploy"):
+        Artefacts(cache_dir=tmp_path).key("torchscript", spec, model, (64, 96))
+
+
+# ---------------------------------------------------------------------------- child processes
+
+
+def test_launcher_reports_the_childs_time_and_memory():
+    sample = coldstart.spawn([sys.executable, "-c", "print('no timestamps')"])
+    assert sample["cold_start_s"] > 0 and sample["peak_rss_mb"] > 1 and sample["torch_imported"] is False
+    failed = coldstart.spawn([sys.executable, "-c", "raise SystemExit('refused')"])
+    assert failed == {"error": "refused"}
+
+
+def test_interop_child_times_the_torchscript_row(small_artefact, tmp_path):
+    image = tmp_path / "card.jpg"
+    image.write_bytes(make_image(64, 96))
+    command = [
+        sys.executable,
+        "-m",
+        tuning.MODULE,
+        "--interop",
+        "1",
+        "--threads",
+        "1",
+        "--artefact",
+        str(small_artefact),
+        "--image",
+        str(image),
+        "--warmup",
+        "1",
+        "--repeats",
+        "2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0 < stats["median_ms"] <= stats["p90_ms"]
+
+
+# ---------------------------------------------------------------------------- tiny runs
+
+
+TORCH_FREE = ["cpp_torchscript", "onnxruntime", "openvino"]  # their cold-start children must not import torch
+# 64x96, one thread, one round: checks what is written, not how fast
+TINY = Settings(
+    mode="test",
+    models=("demo",),
+    sizes=((64, 96),),
+    sweep_size=(64, 96),
+    threads=(1,),
+    batches=(1,),
+    repeats=1,
+    warmup=1,
+    cold_runs=1,
+    tuning=False,
+    aoti="cached",
+)
+
+
+def test_tiny_run_writes_every_table(tmp_path):
+    settings = replace(TINY, batches=(1, 2))
+    result = run_benchmark(settings, tmp_path, runtimes=["eager", "torchscript"], cli=False, do_sizes=False)
+    tables = load_results(tmp_path)
     latency = tables["latency"]
-    assert {"model", "runtime", "height", "width", "threads", "batch", "median_ms", "p90_ms",
-            "ratio_to_eager", "fraction_of_peak"} <= set(latency.columns)
+    assert {
+        "model",
+        "runtime",
+        "height",
+        "width",
+        "threads",
+        "batch",
+        "median_ms",
+        "p90_ms",
+        "ratio_to_eager",
+        "fraction_of_peak",
+    } <= set(latency.columns)
     assert set(latency["runtime"]) == {"eager", "torchscript"}
     assert set(latency["batch"]) == {1, 2}
     assert (latency.loc[latency.runtime == "eager", "ratio_to_eager"] == 1.0).all()
@@ -216,14 +349,46 @@ def test_tiny_run_writes_every_table(tmp_path):
 def test_tiny_tuning_run_has_the_before_rows(tmp_path):
     """Section 5 of chapter 04 reads these rows by name: the profiling-executor "before" row in
     the interleaved group, and the first three calls of a fresh Detector with and without it."""
-    settings = benchmark.Settings(
-        mode="test", models=("demo",), sizes=((64, 96),), sweep_size=(64, 96), threads=(1,), batches=(1,),
-        repeats=1, warmup=1, cold_runs=1, tuning=True, interop=False, aoti="cached",
-    )
-    benchmark.run_benchmark(settings, tmp_path, runtimes=["eager"], cli=False, do_sizes=False)
-    tuning = benchmark.load_results(tmp_path)["tuning"].set_index("variant")
-    assert tuning.loc["C++ module: profiling executor (torch's default; before)", "interleaved"]
+    settings = replace(TINY, tuning=True, interop=False)
+    run_benchmark(settings, tmp_path, runtimes=["eager"], cli=False, do_sizes=False)
+    rows = load_results(tmp_path)["tuning"].set_index("variant")
+    assert rows.loc["C++ module: profiling executor (torch's default; before)", "interleaved"]
     for name in ("profiling executor (before)", "no profiling executor"):
-        first = tuning.loc[[f"C++ module: call {call} after loading, {name}" for call in (1, 2, 3)]]
+        first = rows.loc[[f"C++ module: call {call} after loading, {name}" for call in (1, 2, 3)]]
         assert (first.median_ms > 0).all() and (first.runs == 1).all() and not first.interleaved.any()
-    assert (tuning.median_ms > 0).all()
+    assert (rows.median_ms > 0).all()
+
+
+@pytest.fixture(scope="module")
+def torch_free_run(tmp_path_factory):
+    """A tiny run of the torch-free runtimes (their exports are cached under build/benchmark)."""
+    out = tmp_path_factory.mktemp("torch_free_run")
+    return run_benchmark(TINY, out, runtimes=TORCH_FREE, cli=False, do_sizes=False), load_results(out)
+
+
+def test_torch_free_runtimes_cold_start_without_torch(torch_free_run):
+    info, tables = torch_free_run
+    assert info["skipped"] == []
+    cold = tables["coldstart"].set_index("runtime")
+    assert set(cold.index) == {"eager", *TORCH_FREE}
+    assert cold.loc["eager", "torch_imported"] and not cold.loc[TORCH_FREE, "torch_imported"].any()
+    assert (cold[["interpreter_s", "imports_s", "load_s", "first_detect_s"]] > 0).all().all()
+
+
+@pytest.mark.parametrize("name", TORCH_FREE)
+def test_torch_free_children_run_with_torch_blocked(torch_free_run, name, tmp_path):
+    """The benchmark's own command line for the child, run in an interpreter where importing torch fails."""
+    spec = MODELS["demo"]
+    context = Context(spec, spec.build().eval(), (64, 96), 1, TINY, Artefacts())
+    image = tmp_path / "card.jpg"
+    image.write_bytes(make_image(64, 96))
+    command = coldstart.child_command(context, name, image, MODELS_DIR / "demo_weights.pth")
+    assert command[1:3] == ["-m", coldstart.MODULE]
+    run_child = f"import runpy\nrunpy.run_module({coldstart.MODULE!r}, run_name='__main__', alter_sys=True)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + run_child, *command[3:]], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    phases = json.loads(result.stdout.strip().splitlines()[-1])
+    assert phases["torch_imported"] is False
+    assert phases["started"] <= phases["imported"] <= phases["loaded"] <= phases["first"]

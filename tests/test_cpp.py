@@ -52,12 +52,6 @@ SCORE_ATOL = 1e-5
 
 
 @pytest.fixture(scope="session")
-def detr_cpp():
-    """The compiled module: built once per session if a source changed, else just imported."""
-    return cpp_build.build_module()
-
-
-@pytest.fixture(scope="session")
 def detector(detr_cpp, small_artefact):
     return detr_cpp.Detector(small_artefact)
 

@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 
-from conftest import SMALL_PIPELINE
-from detr_deploy.model.pipeline import DetectionPipeline
 from detr_deploy.export.__main__ import main as export_main
 from detr_deploy.export.artefact import make_pipeline, sha256_of
 from detr_deploy.export.torchscript import freeze_and_optimize, load_artefact, save_artefact, trace_pipeline
-from detr_deploy.paths import MODELS_DIR
 from detr_deploy.model.box_ops import box_cxcywh_to_xyxy
+from detr_deploy.model.pipeline import DetectionPipeline
+from detr_deploy.paths import MODELS_DIR
+
+from conftest import SMALL_PIPELINE
 
 
 @pytest.fixture(scope="module")

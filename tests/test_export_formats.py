@@ -25,16 +25,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_test_image, run_in_threads
 from detr_deploy.export import aoti, onnx, openvino
 from detr_deploy.export.__main__ import main as export_main
 from detr_deploy.export.artefact import make_pipeline
 from detr_deploy.export.program import export_program, guards_hold, min_resized_side
-from detr_deploy.native import cpp_build
-from detr_deploy.native.runners import EXTRA_REQUIREMENT, OnnxRuntimeDetector, OpenVinoDetector
 from detr_deploy.model.checkpoint import load_model
 from detr_deploy.model.detr import detr_small
+from detr_deploy.native.runners import EXTRA_REQUIREMENT, OnnxRuntimeDetector, OpenVinoDetector
 from detr_deploy.paths import MODELS_DIR
+
+from conftest import make_test_image, run_in_threads
 from torch_free import BLOCK_TORCH
 
 TINY = dict(min_size=96, max_size=192, score_threshold=0.0)
@@ -83,11 +83,6 @@ def aoti_eager(demo_model):
 @pytest.fixture(scope="session")
 def aoti_package():
     return aoti.demo_aoti()
-
-
-@pytest.fixture(scope="session")
-def detr_cpp():
-    return cpp_build.build_module()
 
 
 @pytest.fixture(scope="session")

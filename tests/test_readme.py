@@ -12,10 +12,15 @@ LATENCY_FIELDS = ["model", "runtime", "label", "height", "width", "threads", "ba
 
 def _write_run(folder, latency_rows, deployment):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "benchmark.json").write_text(json.dumps({
-        "command": "python -m detr_deploy.bench", "created": "2026-01-01 00:00:00 UTC",
-        "machine": {"cpu": "Test CPU", "usable_cores": 2, "versions": {"torch": "9.9"}},
-    }))
+    (folder / "benchmark.json").write_text(
+        json.dumps(
+            {
+                "command": "python -m detr_deploy.bench",
+                "created": "2026-01-01 00:00:00 UTC",
+                "machine": {"cpu": "Test CPU", "usable_cores": 2, "versions": {"torch": "9.9"}},
+            }
+        )
+    )
     with (folder / "latency.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, LATENCY_FIELDS)
         writer.writeheader()
@@ -28,8 +33,17 @@ def _write_run(folder, latency_rows, deployment):
 
 
 def _row(runtime, height, width, threads, batch, median):
-    return {"model": "demo", "runtime": runtime, "label": runtime.upper(), "height": height, "width": width,
-            "threads": threads, "batch": batch, "median_ms": median, "ratio_to_eager": 100.0 / median}
+    return {
+        "model": "demo",
+        "runtime": runtime,
+        "label": runtime.upper(),
+        "height": height,
+        "width": width,
+        "threads": threads,
+        "batch": batch,
+        "median_ms": median,
+        "ratio_to_eager": 100.0 / median,
+    }
 
 
 def test_committed_readme_matches_committed_benchmark_run():
@@ -40,9 +54,9 @@ def test_headline_picks_largest_input_most_threads_batch_one_sorted_by_latency(t
     rows = [
         _row("eager", 800, 1066, 2, 1, 100.0),
         _row("fast", 800, 1066, 2, 1, 50.0),
-        _row("fast", 384, 512, 2, 1, 5.0),      # smaller input: left out
-        _row("fast", 800, 1066, 1, 1, 70.0),    # fewer threads: left out
-        _row("fast", 800, 1066, 2, 4, 40.0),    # batch 4: left out
+        _row("fast", 384, 512, 2, 1, 5.0),  # smaller input: left out
+        _row("fast", 800, 1066, 1, 1, 70.0),  # fewer threads: left out
+        _row("fast", 800, 1066, 2, 4, 40.0),  # batch 4: left out
     ]
     _write_run(tmp_path, rows, {"eager": 5_000_000_000, "fast": 250_000_000})
     block = readme.headline_markdown(tmp_path)
@@ -55,8 +69,11 @@ def test_headline_picks_largest_input_most_threads_batch_one_sorted_by_latency(t
 
 
 def test_headline_prefers_the_sweep_size_when_the_run_names_it(tmp_path):
-    rows = [_row("eager", 800, 1066, 2, 1, 100.0), _row("eager", 512, 683, 2, 1, 40.0),
-            _row("fast", 512, 683, 2, 1, 20.0)]
+    rows = [
+        _row("eager", 800, 1066, 2, 1, 100.0),
+        _row("eager", 512, 683, 2, 1, 40.0),
+        _row("fast", 512, 683, 2, 1, 20.0),
+    ]
     _write_run(tmp_path, rows, {})
     run = json.loads((tmp_path / "benchmark.json").read_text())
     (tmp_path / "benchmark.json").write_text(json.dumps({**run, "settings": {"sweep_size": [512, 683]}}))

@@ -24,11 +24,6 @@ from torch_free import BLOCK_TORCH
 LIBRARY_DIR = Path(cpp_build.torch_build_info()["library_dir"])
 
 
-@pytest.fixture(scope="session")
-def detr_cpp():
-    return cpp_build.build_module()
-
-
 @pytest.fixture(scope="module")
 def assembled_folder(detr_cpp, small_artefact, tmp_path_factory):
     """(report, folder): assembled in one place, then moved elsewhere."""

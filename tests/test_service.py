@@ -37,7 +37,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from detr_deploy.export import model_repository
-from detr_deploy.export.torchscript import load_artefact, save_artefact, sha256_of
+from detr_deploy.export.artefact import sha256_of
+from detr_deploy.export.torchscript import load_artefact, save_artefact
 from detr_deploy.native import cpp_build
 from detr_deploy.paths import REPO_ROOT
 from detr_deploy.serve.kserve import KSERVE_INPUTS, KSERVE_OUTPUTS, ExternalBackend

@@ -1,5 +1,5 @@
 import sys
 
-from detr_deploy.bench.benchmark import main
+from detr_deploy.bench.run import main
 
 sys.exit(main())

@@ -24,8 +24,14 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 __all__ = ["count_flops", "conv2d_flops", "linear_flops", "gemm_peak_gflops", "detr_flops"]
 
 
-def conv2d_flops(in_channels: int, out_channels: int, kernel: Tuple[int, int], out_hw: Tuple[int, int],
-                 batch: int = 1, groups: int = 1) -> int:
+def conv2d_flops(
+    in_channels: int,
+    out_channels: int,
+    kernel: Tuple[int, int],
+    out_hw: Tuple[int, int],
+    batch: int = 1,
+    groups: int = 1,
+) -> int:
     """FLOPs of a Conv2d by hand: 2 x (output elements) x (inputs per output); bias not counted."""
     return 2 * batch * out_channels * out_hw[0] * out_hw[1] * (in_channels // groups) * kernel[0] * kernel[1]
 
@@ -77,8 +83,9 @@ def detr_flops(model: nn.Module, height: int, width: int, batch: int = 1) -> int
     return count_flops(meta_model, pixels)
 
 
-def gemm_peak_gflops(threads: Optional[int] = None, size: int = 2048, repeats: int = 5,
-                     min_seconds: float = 0.3) -> float:
+def gemm_peak_gflops(
+    threads: Optional[int] = None, size: int = 2048, repeats: int = 5, min_seconds: float = 0.3
+) -> float:
     """Best float32 matrix-multiply rate (GFLOP/s) of ``size x size`` matrices on ``threads``.
 
     Takes the fastest of ``repeats`` timed products (each repeated until ``min_seconds``
@@ -94,7 +101,7 @@ def gemm_peak_gflops(threads: Optional[int] = None, size: int = 2048, repeats: i
         b = torch.randn(size, size, generator=generator)
         out = torch.empty(size, size)
         torch.mm(a, b, out=out)  # warm-up: thread pool start, page faults
-        flops = 2.0 * size ** 3
+        flops = 2.0 * size**3
         best = float("inf")
         for _ in range(repeats):
             calls, start = 0, time.perf_counter()

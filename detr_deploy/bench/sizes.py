@@ -132,7 +132,9 @@ def library_sizes(folder) -> Dict[str, int]:
     return dict(sorted(sizes.items(), key=lambda item: -item[1]))
 
 
-def strip_savings(paths: Iterable[Path], options: Tuple[str, ...] = ("--strip-unneeded",)) -> Dict[str, Tuple[int, int]]:
+def strip_savings(
+    paths: Iterable[Path], options: Tuple[str, ...] = ("--strip-unneeded",)
+) -> Dict[str, Tuple[int, int]]:
     """``{name: (bytes before, bytes after)}``: each file copied to a temporary folder and
     stripped there with ``strip`` (the originals are untouched). Raises if ``strip`` is missing."""
     if shutil.which("strip") is None:

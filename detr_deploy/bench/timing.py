@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Mapping
+from typing import Callable, Dict, List, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["time_interleaved", "summarise_times"]
+__all__ = ["time_interleaved", "summarise", "summarise_times"]
 
 
 def time_interleaved(
@@ -31,6 +31,14 @@ def time_interleaved(
             function()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def summarise(seconds: Sequence[float]) -> Dict[str, float]:
+    """Median and 90th percentile of call times, in milliseconds."""
+    values = np.asarray(seconds, dtype=float)
+    if values.size == 0:
+        raise ValueError("no timings to summarise")
+    return {"median_ms": float(np.median(values) * 1e3), "p90_ms": float(np.percentile(values, 90) * 1e3)}
 
 
 def summarise_times(times: Mapping[str, List[float]], baseline: str | None = None):
