@@ -41,7 +41,7 @@ class Detector:
     def model_path(self) -> str: ...
     @property
     def backend(self) -> str:
-        """"torchscript" or "aotinductor"."""
+        """ "torchscript" or "aotinductor"."""
     @property
     def optimized(self) -> bool: ...
     @property

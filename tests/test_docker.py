@@ -42,8 +42,14 @@ DOCKERFILE = docker_image.DOCKERFILE
 # package modules it imports (paths.py for native/loader.py).
 SERVICE_FOLDER = "detr_deploy/serve"
 SERVICE_MODULES = sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / SERVICE_FOLDER).glob("*.py"))
-SERVICE_FILES = ["detr_deploy/__init__.py", "detr_deploy/paths.py", "detr_deploy/images.py", "detr_deploy/cli.py",
-                 "detr_deploy/native/__init__.py", "detr_deploy/native/loader.py"] + SERVICE_MODULES
+SERVICE_FILES = [
+    "detr_deploy/__init__.py",
+    "detr_deploy/paths.py",
+    "detr_deploy/images.py",
+    "detr_deploy/cli.py",
+    "detr_deploy/native/__init__.py",
+    "detr_deploy/native/loader.py",
+] + SERVICE_MODULES
 
 
 def _hadolint() -> str:
@@ -58,8 +64,7 @@ def _hadolint() -> str:
 
 
 def test_hadolint_finds_nothing():
-    result = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([_hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
 
 
@@ -119,11 +124,21 @@ def test_dockerignore_rules():
     ignore = docker_image.DockerIgnore()
     for path in SERVICE_FILES + ["build/runtime/model.pt", "build/runtime/lib/libtorch_cpu.so"]:
         assert not ignore.excluded(path), path
-    for path in [".venv/bin/python", "data/models/demo.pt", "build/models/detr_small.pt", "tests/test_cpp.py",
-                 "detr_deploy/model/detr.py", "cpp/detr_cpp.cpp", "notebooks/x.ipynb", "build/runtime_old/a",
-                 "detr_deploy/native/cpp_build.py", "detr_deploy/bench/docker_image.py",
-                 "detr_deploy/serve_old/a.py", "detr_deploy/serve/__pycache__/service.cpython-311.pyc",
-                 "detr_deploy/__pycache__/cli.cpython-311.pyc"]:
+    for path in [
+        ".venv/bin/python",
+        "data/models/demo.pt",
+        "build/models/detr_small.pt",
+        "tests/test_cpp.py",
+        "detr_deploy/model/detr.py",
+        "cpp/detr_cpp.cpp",
+        "notebooks/x.ipynb",
+        "build/runtime_old/a",
+        "detr_deploy/native/cpp_build.py",
+        "detr_deploy/bench/docker_image.py",
+        "detr_deploy/serve_old/a.py",
+        "detr_deploy/serve/__pycache__/service.cpython-311.pyc",
+        "detr_deploy/__pycache__/cli.cpython-311.pyc",
+    ]:
         assert ignore.excluded(path), path
     rules = docker_image.DockerIgnore.__new__(docker_image.DockerIgnore)
     rules.rules = []
@@ -152,8 +167,9 @@ def context(small_artefact, tmp_path_factory):
     bytecode = root / SERVICE_FOLDER / "__pycache__" / "service.cpython-311.pyc"
     bytecode.parent.mkdir()
     bytecode.write_bytes(b"not for the image")
-    folder = runtime_folder.assemble(root / "build" / "runtime", small_artefact, module=cpp_build.module_path(),
-                              strip=False, quiet=True)
+    folder = runtime_folder.assemble(
+        root / "build" / "runtime", small_artefact, module=cpp_build.module_path(), strip=False, quiet=True
+    )
     return root, folder
 
 
@@ -183,7 +199,8 @@ def test_every_copied_path_exists_after_the_build_steps(context, target):
         assert not ignore.excluded(source), f"COPY {source}: excluded by .dockerignore"
     assert docker_image.image_payload(target, context=root)["missing"] == []
     assert docker_image.image_payload(target, context=root / "nowhere")["missing"] == [
-        source for source, _ in docker_image.copy_sources(target)]
+        source for source, _ in docker_image.copy_sources(target)
+    ]
 
 
 def test_payload_of_each_image(context):
@@ -195,7 +212,7 @@ def test_payload_of_each_image(context):
     assert external["copied_bytes"] == service_bytes < 200_000
     # the embedded image adds exactly the runtime folder: module, libtorch libraries, model
     assert embedded["copied_bytes"] == service_bytes + folder.total_bytes
-    runtime_files = {name[len("build/runtime/"):] for name in embedded["copied"] if name.startswith("build/runtime/")}
+    runtime_files = {name[len("build/runtime/") :] for name in embedded["copied"] if name.startswith("build/runtime/")}
     assert runtime_files == set(folder.files)
     assert {"model.pt", "manifest.json", folder.module.name, "lib/libtorch_cpu.so", "lib/libc10.so"} <= runtime_files
     # neither image holds the torch Python package; both install the same numpy and Pillow
@@ -217,11 +234,14 @@ def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
     image = tmp_path / "image"
     materialise("embedded", root, image)
     app = image / "app"
-    assert sorted(str(p.relative_to(app)) for p in (app / "detr_deploy").rglob("*") if p.is_file()) == \
-        sorted(SERVICE_FILES)
-    environment = {key: (str(image) + value if value.startswith("/app") else value)
-                   for key, value in docker_image.image_environment("embedded").items()
-                   if key.startswith("DETR_") and key != "DETR_HOST"}
+    assert sorted(str(p.relative_to(app)) for p in (app / "detr_deploy").rglob("*") if p.is_file()) == sorted(
+        SERVICE_FILES
+    )
+    environment = {
+        key: (str(image) + value if value.startswith("/app") else value)
+        for key, value in docker_image.image_environment("embedded").items()
+        if key.startswith("DETR_") and key != "DETR_HOST"
+    }
     environment["DETR_OPTIMIZE"] = "0"  # quicker start; the default is tested in test_service
     commands = docker_image.image_commands("embedded")
     assert commands["CMD"] == ["python", "-m", "detr_deploy.serve"]  # what the launcher runs: serve.http.main
@@ -239,8 +259,13 @@ def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
         assert "site-packages/torch/" not in maps
         healthcheck = commands["HEALTHCHECK"]
         assert healthcheck[0] == "python"
-        check = subprocess.run([sys.executable] + healthcheck[1:], env=dict(os.environ, PORT=str(process.port)),
-                               capture_output=True, text=True, timeout=60)
+        check = subprocess.run(
+            [sys.executable] + healthcheck[1:],
+            env=dict(os.environ, PORT=str(process.port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert check.returncode == 0, check.stderr
     finally:
         report = process.stop()
@@ -255,7 +280,9 @@ def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
 # Pillow; without the site hooks, so the repository's editable install is not on its path) and
 # the image's /app; torch blocked. It imports the modules named in argv, runs
 # ``python -m detr_deploy.serve --help``, and prints the detr_deploy and torch modules it loaded.
-IMAGE_IMPORTER = BLOCK_TORCH + """
+IMAGE_IMPORTER = (
+    BLOCK_TORCH
+    + """
 import importlib, importlib.util, json, runpy, sys
 app, site_folders, names = json.loads(sys.argv[1])
 sys.path[:0] = [app]
@@ -272,14 +299,20 @@ loaded = {name: str(getattr(module, "__file__", None)) for name, module in list(
 loaded["detr_deploy.serve.__main__"] = importlib.util.find_spec("detr_deploy.serve.__main__").origin
 print(json.dumps(loaded))
 """
+)
 
 
 def import_in_image(app: Path, names) -> subprocess.CompletedProcess:
     site_folders = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     arguments = json.dumps([str(app), site_folders, names])
-    return subprocess.run([sys.executable, "-I", "-S", "-c", IMAGE_IMPORTER, arguments], capture_output=True,
-                          text=True, env=environment, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", IMAGE_IMPORTER, arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
 
 
 def test_service_modules_import_from_the_copied_files_alone(context, tmp_path):
@@ -290,8 +323,11 @@ def test_service_modules_import_from_the_copied_files_alone(context, tmp_path):
     materialise("external", root, image)
     app = image / "app"
     # the package and each module in it; __main__ runs through runpy, as python -m does
-    names = [str(Path(name).with_suffix("")).replace("/", ".").removesuffix(".__init__") for name in SERVICE_MODULES
-             if not name.endswith("__main__.py")]
+    names = [
+        str(Path(name).with_suffix("")).replace("/", ".").removesuffix(".__init__")
+        for name in SERVICE_MODULES
+        if not name.endswith("__main__.py")
+    ]
     result = import_in_image(app, names)
     assert result.returncode == 0, result.stderr
     assert "python -m detr_deploy.serve" in result.stdout  # the --help text

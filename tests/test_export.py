@@ -73,8 +73,9 @@ def test_model_traces_at_any_size_but_pipeline_does_not(small_model, eager, test
     with torch.no_grad():
         traced_model = torch.jit.trace(small_model, torch.randn(1, 3, 96, 128), strict=False, check_trace=False)
         other = torch.randn(1, 3, 160, 112)
-        torch.testing.assert_close(traced_model(other)["pred_boxes"], small_model(other)["pred_boxes"],
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            traced_model(other)["pred_boxes"], small_model(other)["pred_boxes"], atol=1e-5, rtol=0
+        )
     # The pipeline computes the resize target and output scale as Python ints: the trace freezes them.
     traced = trace_pipeline(eager, torch.from_numpy(test_images[0])).module
     _assert_same(_run(traced, test_images[0]), _run(eager, test_images[0]), atol=1e-4)
@@ -189,8 +190,28 @@ def test_command_line_exports_the_demo_checkpoint_with_its_settings(tmp_path, ca
 
 def test_command_line_traces_a_random_architecture(tmp_path):
     out = tmp_path / "small.pt"
-    assert export_main(["--arch", "detr_small", "--num-classes", "3", "--method", "trace", "--trace-size", "64", "96",
-                        "--min-size", "64", "--max-size", "96", "--out", str(out)]) == 0
+    assert (
+        export_main(
+            [
+                "--arch",
+                "detr_small",
+                "--num-classes",
+                "3",
+                "--method",
+                "trace",
+                "--trace-size",
+                "64",
+                "96",
+                "--min-size",
+                "64",
+                "--max-size",
+                "96",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     _, metadata = load_artefact(out)
     assert metadata["traced_input_size"] == [64, 96] and metadata["num_classes"] == 3
     assert (metadata["preprocess"]["min_size"], metadata["score_threshold"]) == (64, 0.5)

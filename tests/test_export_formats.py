@@ -46,8 +46,16 @@ SIZES = [(480, 640), (333, 250), (37, 53), (30, 300), (200, 200)]
 
 
 def tiny_detr():
-    return detr_small(seed=1, num_encoder_layers=1, num_decoder_layers=1, d_model=64, dim_feedforward=128,
-                      num_queries=12, num_classes=6, class_names=TINY_CLASSES).eval()
+    return detr_small(
+        seed=1,
+        num_encoder_layers=1,
+        num_decoder_layers=1,
+        d_model=64,
+        dim_feedforward=128,
+        num_queries=12,
+        num_classes=6,
+        class_names=TINY_CLASSES,
+    ).eval()
 
 
 @pytest.fixture(scope="session")
@@ -166,8 +174,11 @@ def test_package_metadata_and_sidecar(aoti_package, detr_cpp):
     # the building CPU's instruction sets (-march=native), read here straight from /proc/cpuinfo
     compiled_for = sidecar["compiled_for"]
     assert compiled_for["march"] == "native"
-    flags_lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")] \
-        if Path("/proc/cpuinfo").is_file() else []
+    flags_lines = (
+        [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")]
+        if Path("/proc/cpuinfo").is_file()
+        else []
+    )
     if flags_lines and platform.machine() == "x86_64":
         this_cpu = set(flags_lines[0].split(":", 1)[1].split())
         assert "sse2" in compiled_for["required_cpu_flags"]
@@ -205,8 +216,12 @@ def test_aoti_detector_matches_torch_aoti_runner(aoti_detector, aoti_package, im
     for image in images[:2]:
         with torch.inference_mode():
             boxes, scores, labels = runner(torch.from_numpy(image), torch.tensor(0.0))
-        assert_close(aoti_detector.detect(image), {"boxes": boxes.numpy(), "scores": scores.numpy(),
-                                                   "labels": labels.numpy()}, box_atol=1e-5, score_atol=1e-7)
+        assert_close(
+            aoti_detector.detect(image),
+            {"boxes": boxes.numpy(), "scores": scores.numpy(), "labels": labels.numpy()},
+            box_atol=1e-5,
+            score_atol=1e-7,
+        )
 
 
 def test_aoti_threshold_and_batch(aoti_detector, aoti_eager, images):
@@ -228,19 +243,23 @@ def test_aoti_input_not_aligned_or_contiguous(aoti_detector, images):
     expected = aoti_detector.detect(image)
     np.testing.assert_array_equal(aoti_detector.detect(shifted)["boxes"], expected["boxes"])
     flipped = image[:, ::-1]
-    np.testing.assert_array_equal(aoti_detector.detect(flipped)["labels"],
-                                  aoti_detector.detect(np.ascontiguousarray(flipped))["labels"])
+    np.testing.assert_array_equal(
+        aoti_detector.detect(flipped)["labels"], aoti_detector.detect(np.ascontiguousarray(flipped))["labels"]
+    )
 
 
-@pytest.mark.parametrize("shape,message", [
-    ((1, 30, 3), "below this artefact's minimum of 2"),
-    # max_size 640: the shorter side becomes round(640 * 16 / 640) = 16 px, round(640 * 10 / 400) = 16 px
-    ((16, 640, 3), "too elongated.*resized to 16 px, below the 17 px"),
-    ((400, 10, 3), "too elongated"),
-    ((0, 30, 3), "empty"),
-    ((8193, 2, 3), "exceeds the limit of 8192"),
-    ((20, 30, 4), "RGBA"),
-])
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((1, 30, 3), "below this artefact's minimum of 2"),
+        # max_size 640: the shorter side becomes round(640 * 16 / 640) = 16 px, round(640 * 10 / 400) = 16 px
+        ((16, 640, 3), "too elongated.*resized to 16 px, below the 17 px"),
+        ((400, 10, 3), "too elongated"),
+        ((0, 30, 3), "empty"),
+        ((8193, 2, 3), "exceeds the limit of 8192"),
+        ((20, 30, 4), "RGBA"),
+    ],
+)
 def test_aoti_bad_images(aoti_detector, shape, message):
     with pytest.raises(ValueError, match=message):
         aoti_detector.detect(np.zeros(shape, np.uint8))
@@ -284,22 +303,47 @@ def bad_packages(aoti_package, tmp_path_factory):
     return {
         "missing": (folder / "missing.pt2", FileNotFoundError, "model file not found"),
         "truncated": (truncated, ValueError, "not a PyTorch zip archive"),
-        "no metadata": (rewrite("no_meta.pt2", keep=lambda i: not i.filename.endswith("metadata.json")),
-                        ValueError, "carries no metadata.json"),
+        "no metadata": (
+            rewrite("no_meta.pt2", keep=lambda i: not i.filename.endswith("metadata.json")),
+            ValueError,
+            "carries no metadata.json",
+        ),
         "future version": (rewrite("v2.pt2", metadata={"format_version": 2}), ValueError, "aotinductor' v2"),
         "class count": (rewrite("classes.pt2", metadata={"num_classes": 9}), ValueError, "num_classes=9"),
-        "no compiled model": (rewrite("no_so.pt2", keep=lambda i: not i.filename.endswith(".so")),
-                              ValueError, "could not be loaded as an AOTInductor package"),
-        "min_side above max_side": (rewrite("sides.pt2", metadata={"input": {"max_side": 8, "min_side": 9}}),
-                                    ValueError, "min_side"),
-        "another CPU": (rewrite("cpu.pt2", metadata={"compiled_for": {
-            "march": "native", "required_cpu_flags": ["sse2", "detr_test_isa"]}}),
-                        ValueError, "on a CPU with detr_test_isa, which this CPU lacks"),
+        "no compiled model": (
+            rewrite("no_so.pt2", keep=lambda i: not i.filename.endswith(".so")),
+            ValueError,
+            "could not be loaded as an AOTInductor package",
+        ),
+        "min_side above max_side": (
+            rewrite("sides.pt2", metadata={"input": {"max_side": 8, "min_side": 9}}),
+            ValueError,
+            "min_side",
+        ),
+        "another CPU": (
+            rewrite(
+                "cpu.pt2",
+                metadata={"compiled_for": {"march": "native", "required_cpu_flags": ["sse2", "detr_test_isa"]}},
+            ),
+            ValueError,
+            "on a CPU with detr_test_isa, which this CPU lacks",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "no metadata", "future version", "class count",
-                                  "no compiled model", "min_side above max_side", "another CPU"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "truncated",
+        "no metadata",
+        "future version",
+        "class count",
+        "no compiled model",
+        "min_side above max_side",
+        "another CPU",
+    ],
+)
 def test_bad_packages_raise_clear_errors(detr_cpp, bad_packages, case):
     path, error, message = bad_packages[case]
     with pytest.raises(error, match=message):
@@ -316,15 +360,19 @@ def test_load_aoti_refuses_a_package_for_another_cpu(bad_packages):
 
 def test_cpu_isa_flags_keeps_instruction_sets_only(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 hypervisor avx2 avx512f constant_tsc\n"
-                       "processor\t: 1\nflags\t\t: fpu sse2\n")
+    cpuinfo.write_text(
+        "processor\t: 0\nflags\t\t: fpu sse2 hypervisor avx2 avx512f constant_tsc\n"
+        "processor\t: 1\nflags\t\t: fpu sse2\n"
+    )
     assert aoti.cpu_isa_flags(cpuinfo) == ["avx2", "avx512f", "sse2"]  # the first CPU's line
     assert aoti.cpu_isa_flags(tmp_path / "absent") == []
     (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd\n")
     assert aoti.cpu_isa_flags(tmp_path / "arm") == []
 
 
-NO_TORCH = BLOCK_TORCH + """
+NO_TORCH = (
+    BLOCK_TORCH
+    + """
 import importlib.util, json, sys
 import numpy as np
 spec = importlib.util.spec_from_file_location("detr_cpp", sys.argv[1])
@@ -337,12 +385,17 @@ print(json.dumps({"backend": detector.backend, "torch": "torch" in sys.modules,
                   "libtorch_so": any(line.endswith("/libtorch.so") for line in maps.splitlines()),
                   **{key: value.tolist() for key, value in found.items()}}))
 """
+)
 
 
 def test_aoti_package_runs_without_torch(detr_cpp, aoti_package, aoti_detector, images, tmp_path):
     np.save(tmp_path / "image.npy", images[0])
-    result = subprocess.run([sys.executable, "-I", "-c", NO_TORCH, detr_cpp.__file__, str(aoti_package),
-                             str(tmp_path / "image.npy")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", NO_TORCH, detr_cpp.__file__, str(aoti_package), str(tmp_path / "image.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output["backend"] == "aotinductor" and output["torch"] is False and output["libtorch_so"] is False
@@ -411,8 +464,10 @@ def test_openvino_antialiased_resize_differs_slightly(onnx_path, eager, images, 
     Runtime's) when shrinking: boxes move by up to ~1-2 px on this random model, labels hold."""
     _needs("openvino")
     detector = OpenVinoDetector(openvino.export_openvino(onnx_path, tmp_path / "ov.xml"))
-    differences = [assert_close(detector.detect(image), eager_detect(eager, image), box_atol=3.0, score_atol=5e-3)
-                   for image in images[:3]]
+    differences = [
+        assert_close(detector.detect(image), eager_detect(eager, image), box_atol=3.0, score_atol=5e-3)
+        for image in images[:3]
+    ]
     assert max(box for box, _ in differences) > 1e-2  # if this fails, OpenVINO now matches: tighten the test
 
 
@@ -431,9 +486,11 @@ def test_missing_extra_names_the_requirements_file(monkeypatch, tmp_path):
 
 
 def test_module_imports_without_the_extras():
-    code = ("import sys; sys.modules.update(onnx=None, onnxruntime=None, openvino=None, onnxscript=None); "
-            "import detr_deploy.export.aoti as a, detr_deploy.export.onnx, detr_deploy.export.openvino; "
-            "print(a.AOTI_FORMAT)")
+    code = (
+        "import sys; sys.modules.update(onnx=None, onnxruntime=None, openvino=None, onnxscript=None); "
+        "import detr_deploy.export.aoti as a, detr_deploy.export.onnx, detr_deploy.export.openvino; "
+        "print(a.AOTI_FORMAT)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "aotinductor" in result.stdout, result.stderr
 
@@ -441,12 +498,15 @@ def test_module_imports_without_the_extras():
 def test_runners_do_not_import_torch(onnx_path, images):
     """A service running ONNX Runtime ships no torch: the runner module must not import it."""
     pytest.importorskip("onnxruntime")
-    code = ("import sys, json, numpy as np; from detr_deploy.native.runners import OnnxRuntimeDetector; "
-            f"found = OnnxRuntimeDetector({str(onnx_path)!r}).detect(np.load(sys.argv[1])); "
-            "print(json.dumps({'torch': 'torch' in sys.modules, 'labels': found['labels'].tolist()}))")
+    code = (
+        "import sys, json, numpy as np; from detr_deploy.native.runners import OnnxRuntimeDetector; "
+        f"found = OnnxRuntimeDetector({str(onnx_path)!r}).detect(np.load(sys.argv[1])); "
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'labels': found['labels'].tolist()}))"
+    )
     np.save(onnx_path.parent / "image.npy", images[0])
-    result = subprocess.run([sys.executable, "-c", code, str(onnx_path.parent / "image.npy")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(onnx_path.parent / "image.npy")], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     assert output["torch"] is False
@@ -464,16 +524,45 @@ def test_command_line_dispatches_with_the_demo_settings(monkeypatch, tmp_path, c
             out.write_bytes(b"x")
             out.with_suffix(".json").write_text(json.dumps({"size_bytes": 1}))
             return out
+
         return export
 
     for module, name in ((aoti, "export_aoti"), (onnx, "export_onnx"), (openvino, "export_openvino")):
         monkeypatch.setattr(module, name, fake_export(name))
     weights = str(MODELS_DIR / "demo_weights.pth")
     assert export_main(["--format", "aoti", "--checkpoint", weights, "--out", str(tmp_path / "demo.pt2")]) == 0
-    assert export_main(["--format", "onnx", "--arch", "detr_small", "--out", str(tmp_path / "s.onnx"),
-                        "--min-size", "64", "--exporter", "legacy"]) == 0
-    assert export_main(["--format", "openvino", "--arch", "detr_small", "--out", str(tmp_path / "ov.xml"),
-                        "--fp16-weights", "--static"]) == 0
+    assert (
+        export_main(
+            [
+                "--format",
+                "onnx",
+                "--arch",
+                "detr_small",
+                "--out",
+                str(tmp_path / "s.onnx"),
+                "--min-size",
+                "64",
+                "--exporter",
+                "legacy",
+            ]
+        )
+        == 0
+    )
+    assert (
+        export_main(
+            [
+                "--format",
+                "openvino",
+                "--arch",
+                "detr_small",
+                "--out",
+                str(tmp_path / "ov.xml"),
+                "--fp16-weights",
+                "--static",
+            ]
+        )
+        == 0
+    )
     (name, model, settings), onnx_call, ov_call = calls
     assert name == "export_aoti" and model == "DETR"
     assert (settings["min_size"], settings["max_size"], settings["score_threshold"]) == (384, 640, 0.85)  # demo.json
@@ -484,14 +573,17 @@ def test_command_line_dispatches_with_the_demo_settings(monkeypatch, tmp_path, c
         export_main(["--format", "tflite", "--arch", "detr_small", "--out", "x"])
 
 
-@pytest.mark.parametrize("fmt,option", [
-    ("torchscript", ["--exporter", "legacy"]),
-    ("torchscript", ["--static"]),
-    ("aoti", ["--method", "trace"]),
-    ("aoti", ["--fp16-weights"]),
-    ("onnx", ["--trace-size", "64", "96"]),
-    ("openvino", ["--exporter", "dynamo"]),
-])
+@pytest.mark.parametrize(
+    "fmt,option",
+    [
+        ("torchscript", ["--exporter", "legacy"]),
+        ("torchscript", ["--static"]),
+        ("aoti", ["--method", "trace"]),
+        ("aoti", ["--fp16-weights"]),
+        ("onnx", ["--trace-size", "64", "96"]),
+        ("openvino", ["--exporter", "dynamo"]),
+    ],
+)
 def test_command_line_refuses_options_of_other_formats(fmt, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         export_main(["--format", fmt, "--arch", "detr_small", "--out", "x", *option])
@@ -502,8 +594,12 @@ def test_command_line_refuses_options_of_other_formats(fmt, option, capsys):
 
 
 def test_command_line_reports_a_missing_checkpoint(tmp_path, capsys):
-    assert export_main(["--format", "onnx", "--checkpoint", str(tmp_path / "absent.pth"),
-                        "--out", str(tmp_path / "x.onnx")]) == 1
+    assert (
+        export_main(
+            ["--format", "onnx", "--checkpoint", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "x.onnx")]
+        )
+        == 1
+    )
     error = capsys.readouterr().err
     assert error.startswith("error: --checkpoint") and "no such file" in error
 

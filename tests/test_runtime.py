@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -56,6 +57,26 @@ print(json.dumps({"module": detr_cpp.__file__, "loaded": loaded, "torch": "torch
 def _clean_env():
     env = {key: value for key, value in os.environ.items() if key not in ("LD_LIBRARY_PATH", "PYTHONPATH")}
     return env
+
+
+def _use_folder(script_text: str, folder: Path, image: np.ndarray, tmp_path: Path, cwd: Optional[Path] = None) -> dict:
+    """Run ``script_text`` (USE_FOLDER or a variant) on ``image`` against ``folder`` in a clean, torch-free
+    interpreter; returns what it printed, after checking it ran and never imported torch."""
+    np.save(tmp_path / "image.npy", image)
+    script = tmp_path / "use_folder.py"
+    script.write_text(script_text)
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), str(folder), str(tmp_path / "image.npy")],
+        capture_output=True,
+        text=True,
+        cwd=cwd or tmp_path,
+        env=_clean_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["torch"] is False
+    return output
 
 
 def test_folder_holds_exactly_what_the_module_needs(assembled_folder):
@@ -103,22 +124,9 @@ def test_folder_runs_without_torch_from_another_directory(
 ):
     _, folder = assembled_folder
     image = test_images[0]
-    np.save(tmp_path / "image.npy", image)
-    script = tmp_path / "use_folder.py"
-    script.write_text(USE_FOLDER)
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-I", str(script), str(folder), str(tmp_path / "image.npy")],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=_clean_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout.strip().splitlines()[-1])
-    assert output["torch"] is False
+    output = _use_folder(USE_FOLDER, folder, image, tmp_path, cwd=elsewhere)
     assert Path(output["module"]).parent == folder
     torch_libraries = [path for path in output["loaded"] if "libtorch" in path or "libc10" in path]
     assert torch_libraries and all(Path(path).parent == folder / "lib" for path in torch_libraries), torch_libraries
@@ -195,20 +203,7 @@ def test_folder_runs_an_aotinductor_package_without_torch(assembled_folder, detr
     shutil.copyfile(package, copy / "model.pt2")
     shutil.copyfile(package.with_suffix(".json"), copy / "model.json")
     image = test_images[0]
-    np.save(tmp_path / "image.npy", image)
-    script = tmp_path / "use_folder.py"
-    script.write_text(USE_FOLDER.replace('"/model.pt", optimize=False', '"/model.pt2"'))
-    result = subprocess.run(
-        [sys.executable, "-I", str(script), str(copy), str(tmp_path / "image.npy")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=_clean_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout.strip().splitlines()[-1])
-    assert output["torch"] is False
+    output = _use_folder(USE_FOLDER.replace('"/model.pt", optimize=False', '"/model.pt2"'), copy, image, tmp_path)
     assert not [path for path in output["loaded"] if path.endswith("/libtorch.so")]
     expected = detr_cpp.Detector(package).detect(image)
     np.testing.assert_allclose(np.array(output["boxes"], np.float32), expected["boxes"], atol=1e-4)

@@ -52,7 +52,9 @@ MAX_IMAGE_BYTES = 300_000
 START_TIMEOUT_S = 120
 
 # Runs the service with torch blocked; after it stops, reports what was imported, and from where.
-LAUNCHER = BLOCK_TORCH + """
+LAUNCHER = (
+    BLOCK_TORCH
+    + """
 import json, sys
 from detr_deploy.serve import service
 from detr_deploy.serve.http import main
@@ -64,6 +66,7 @@ print(json.dumps({"exit": code, "torch_loaded": sorted(m for m in sys.modules if
                                               if name.split(".")[0] == "detr_deploy")}), flush=True)
 sys.exit(code)
 """
+)
 SERVICE_SOURCE = REPO_ROOT / "detr_deploy" / "serve" / "service.py"
 
 
@@ -80,14 +83,16 @@ class ServiceProcess:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DETR_") and k != "PORT"}
         # one intra-op thread, as torch here runs under one_thread(): bitwise equality needs the
         # same order of float sums, and two processes of several threads on a small machine crawl
-        environment.update({"DETR_HOST": "127.0.0.1", "PORT": "0", "DETR_LOG_LEVEL": "WARNING",
-                            "DETR_NUM_THREADS": "1"}, **env)
+        environment.update(
+            {"DETR_HOST": "127.0.0.1", "PORT": "0", "DETR_LOG_LEVEL": "WARNING", "DETR_NUM_THREADS": "1"}, **env
+        )
         if pythonpath is not None:
             environment["PYTHONPATH"] = pythonpath
         self.stdout_path, self.stderr_path = folder / "stdout.txt", folder / "stderr.txt"
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
-            self.process = subprocess.Popen([sys.executable, str(launcher)], stdout=out, stderr=err,
-                                            env=environment, cwd=folder)
+            self.process = subprocess.Popen(
+                [sys.executable, str(launcher)], stdout=out, stderr=err, env=environment, cwd=folder
+            )
         deadline = time.time() + START_TIMEOUT_S
         while True:
             match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.stdout_path.read_text())
@@ -102,8 +107,9 @@ class ServiceProcess:
     def output(self) -> str:
         return self.stdout_path.read_text() + self.stderr_path.read_text()
 
-    def request(self, method: str, path: str, body: bytes = b"", headers: Optional[dict] = None,
-                timeout: float = 120) -> Tuple[int, dict, dict]:
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: Optional[dict] = None, timeout: float = 120
+    ) -> Tuple[int, dict, dict]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request(method, path, body=body if body or method == "POST" else None, headers=headers or {})
@@ -199,10 +205,15 @@ def images():
 
 @pytest.fixture(scope="session")
 def embedded(built_module, small_artefact, tmp_path_factory):
-    service = ServiceProcess(tmp_path_factory.mktemp("embedded"), {
-        "DETR_BACKEND": "embedded", "DETR_MODEL": str(small_artefact), "DETR_OPTIMIZE": "0",
-        "DETR_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-    })
+    service = ServiceProcess(
+        tmp_path_factory.mktemp("embedded"),
+        {
+            "DETR_BACKEND": "embedded",
+            "DETR_MODEL": str(small_artefact),
+            "DETR_OPTIMIZE": "0",
+            "DETR_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+        },
+    )
     yield service
     report = service.stop()
     assert report["exit"] == 0 and report["torch_loaded"] == [] and report["detr_cpp_loaded"], report
@@ -253,8 +264,10 @@ class FakeKServe:
                 body = json.dumps(payload if payload is not None else {}).encode()
                 headers = {"Content-Type": "application/json"}
                 if binary:
-                    headers = {"Content-Type": "application/octet-stream",
-                               "Inference-Header-Content-Length": str(len(body))}
+                    headers = {
+                        "Content-Type": "application/octet-stream",
+                        "Inference-Header-Content-Length": str(len(body)),
+                    }
                     body += binary
                 self.send_response(status)
                 for key, value in headers.items():
@@ -279,13 +292,23 @@ class FakeKServe:
                         return
                     config, _, version = found
                     if parts[3:] == []:
-                        def tensors(key):
-                            return [{"name": t["name"], "datatype": t["data_type"][5:], "shape": t["dims"]}
-                                    for t in config[key]]
 
-                        return self.answer(200, {"name": parts[2], "versions": [version],
-                                                 "platform": config["platform"],
-                                                 "inputs": tensors("input"), "outputs": tensors("output")})
+                        def tensors(key):
+                            return [
+                                {"name": t["name"], "datatype": t["data_type"][5:], "shape": t["dims"]}
+                                for t in config[key]
+                            ]
+
+                        return self.answer(
+                            200,
+                            {
+                                "name": parts[2],
+                                "versions": [version],
+                                "platform": config["platform"],
+                                "inputs": tensors("input"),
+                                "outputs": tensors("output"),
+                            },
+                        )
                     if parts[3:] == ["ready"]:
                         return self.answer(200)
                     if parts[3:] == ["config"] and fake.config_endpoint:
@@ -329,15 +352,16 @@ class FakeKServe:
             if spec is None:
                 raise ValueError(f"unexpected inference input '{entry['name']}'")
             if entry["datatype"] != spec["data_type"][5:]:
-                raise ValueError(f"input {entry['name']}: datatype {entry['datatype']}, model expects "
-                                 f"{spec['data_type'][5:]}")
+                raise ValueError(
+                    f"input {entry['name']}: datatype {entry['datatype']}, model expects {spec['data_type'][5:]}"
+                )
             shape, dims = entry["shape"], spec["dims"]
             if len(shape) != len(dims) or any(d != -1 and d != s for s, d in zip(shape, dims, strict=True)):
                 raise ValueError(f"input {entry['name']}: shape {shape}, model expects {dims}")
             dtype = {"UINT8": np.uint8, "FP32": np.float32}[entry["datatype"]]
             size = (entry.get("parameters") or {}).get("binary_data_size")
             if size is not None:
-                array = np.frombuffer(binary[offset: offset + size], dtype=dtype).reshape(shape)
+                array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
                 offset += size
             else:
                 array = np.array(entry["data"], dtype=dtype).reshape(shape)
@@ -354,8 +378,11 @@ class FakeKServe:
         answer, data = [], b""
         for entry in wanted:
             tensor = outputs[int(entry["name"].split("__")[1])].contiguous().numpy()
-            item = {"name": entry["name"], "datatype": {"float32": "FP32", "int64": "INT64"}[str(tensor.dtype)],
-                    "shape": list(tensor.shape)}
+            item = {
+                "name": entry["name"],
+                "datatype": {"float32": "FP32", "int64": "INT64"}[str(tensor.dtype)],
+                "shape": list(tensor.shape),
+            }
             if (entry.get("parameters") or {}).get("binary_data", default_binary):
                 item["parameters"] = {"binary_data_size": tensor.nbytes}
                 data += tensor.tobytes()
@@ -378,10 +405,15 @@ def fake_server(repository):
 
 @pytest.fixture(scope="session")
 def external(fake_server, tmp_path_factory):
-    service = ServiceProcess(tmp_path_factory.mktemp("external"), {
-        "DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": fake_server.url, "DETR_MODEL_NAME": "pic2card_detr",
-        "DETR_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-    })
+    service = ServiceProcess(
+        tmp_path_factory.mktemp("external"),
+        {
+            "DETR_BACKEND": "external",
+            "DETR_MODEL_SERVER_URL": fake_server.url,
+            "DETR_MODEL_NAME": "pic2card_detr",
+            "DETR_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+        },
+    )
     yield service
     report = service.stop()
     assert report["exit"] == 0 and report["torch_loaded"] == [] and not report["detr_cpp_loaded"], report
@@ -421,7 +453,7 @@ def test_base64_json_as_pic2card_sent_it(embedded, images):
     variants = [
         {"image": encoded},
         {"image": "data:image/png;base64," + encoded},
-        {"image": "\n".join(encoded[i:i + 76] for i in range(0, len(encoded), 76))},  # MIME line breaks
+        {"image": "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))},  # MIME line breaks
         {"image": base64.urlsafe_b64encode(data).decode().rstrip("=")},
     ]
     for payload in variants:
@@ -501,8 +533,12 @@ BAD_REQUESTS = {
     "json threshold": (b'{"image": "aGk=", "score_threshold": "high"}', "application/json", 400, "must be a number"),
     "unknown query": (None, "image/png?threshold=0.5", 400, "unknown query parameter"),
     "too many bytes": (b"\x89PNG" + bytes(MAX_IMAGE_BYTES), "image/png", 413, "exceeds the limit"),
-    "too many bytes in base64": (json.dumps({"image": base64.b64encode(bytes(MAX_IMAGE_BYTES + 1)).decode()}).encode(),
-                                 "application/json", 413, "exceeds DETR_MAX_IMAGE_BYTES"),
+    "too many bytes in base64": (
+        json.dumps({"image": base64.b64encode(bytes(MAX_IMAGE_BYTES + 1)).decode()}).encode(),
+        "application/json",
+        413,
+        "exceeds DETR_MAX_IMAGE_BYTES",
+    ),
     "too many pixels per side": (_wide_png(8193), "image/png", 413, "exceeds the model's limit of 8192"),
 }
 
@@ -534,15 +570,20 @@ def _raw_exchange(port: int, request: bytes) -> Tuple[int, dict]:
 
 
 def test_length_problems_are_refused_before_reading(embedded):
-    status, answer = _raw_exchange(embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                                                  b"Connection: close\r\n\r\n")
+    status, answer = _raw_exchange(
+        embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n"
+    )
     assert status == 411 and "Content-Length" in answer["error"]
     # a huge declared length is answered at once (the server never waits for the body)
-    status, answer = _raw_exchange(embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                                                  b"Content-Length: 1000000000\r\n\r\n")
+    status, answer = _raw_exchange(
+        embedded.port,
+        b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n",
+    )
     assert status == 413 and "1000000000 bytes exceeds" in answer["error"]
-    status, answer = _raw_exchange(embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                                                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    status, answer = _raw_exchange(
+        embedded.port,
+        b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
     assert status == 411 and "chunked" in answer["error"]
 
 
@@ -579,15 +620,21 @@ def test_model_failure_is_a_500_and_the_service_keeps_serving(built_module, smal
         ok = png_bytes(np.zeros((20, 20, 3), np.uint8))
         status, _, answer = service.detect(ok)
         assert status == 200 and answer["detections"] == [
-            {"label": 2, "class_name": SMALL_CLASSES[2], "score": 0.75, "box": [1.0, 2.0, 3.0, 4.0]}]
+            {"label": 2, "class_name": SMALL_CLASSES[2], "score": 0.75, "box": [1.0, 2.0, 3.0, 4.0]}
+        ]
         status, _, answer = service.detect(png_bytes(np.zeros((13, 20, 3), np.uint8)))
         assert status == 500 and "the model failed" in answer["error"] and "13-pixel-high" in answer["error"]
         assert service.detect(ok)[0] == 200
     finally:
         report = service.stop()
     package_files = report.pop("detr_deploy_files")
-    assert report == {"exit": 0, "torch_loaded": [], "detr_cpp_loaded": True, "service_file": str(SERVICE_SOURCE),
-                      "detr_cpp_file": str(built_module)}
+    assert report == {
+        "exit": 0,
+        "torch_loaded": [],
+        "detr_cpp_loaded": True,
+        "service_file": str(SERVICE_SOURCE),
+        "detr_cpp_file": str(built_module),
+    }
     assert str(SERVICE_SOURCE) in package_files
     assert all(Path(name).is_relative_to(REPO_ROOT / "detr_deploy") for name in package_files), package_files
 
@@ -598,27 +645,49 @@ def test_start_up_errors_exit_with_a_message(tmp_path):
         ({"DETR_MODEL": str(tmp_path / "missing.pt")}, "model file not found"),
         ({"DETR_BACKEND": "external"}, "needs DETR_MODEL_SERVER_URL"),
         ({"DETR_BACKEND": "sideways"}, "DETR_BACKEND must be one of embedded, external"),
-        ({"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": "http://x", "DETR_SCORE_THRESHOLD": "2"},
-         r"DETR_SCORE_THRESHOLD must be in \[0, 1\)"),
+        (
+            {"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": "http://x", "DETR_SCORE_THRESHOLD": "2"},
+            r"DETR_SCORE_THRESHOLD must be in \[0, 1\)",
+        ),
     ]
     for env, message in cases:
-        result = subprocess.run([sys.executable, "-m", "detr_deploy.serve", "--port", "0"], capture_output=True,
-                                text=True, env=dict(environment, **env), timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "detr_deploy.serve", "--port", "0"],
+            capture_output=True,
+            text=True,
+            env=dict(environment, **env),
+            timeout=120,
+        )
         assert result.returncode == 1 and re.search(message, result.stderr), (env, result.stderr)
 
 
 def test_settings_from_environment():
-    settings = Settings.from_env({"DETR_BACKEND": "External", "DETR_MODEL_SERVER_URL": "http://triton:8000",
-                                  "DETR_MODEL_SERVER_BINARY": "0", "DETR_SCORE_THRESHOLD": "0.25", "PORT": "9000",
-                                  "DETR_MAX_IMAGE_BYTES": "1000"}, port=0)
-    assert (settings.backend, settings.binary, settings.score_threshold, settings.port, settings.max_image_bytes) == \
-        ("external", False, 0.25, 0, 1000)
-    for env, message in [({"PORT": "eighty"}, "PORT must be an integer"),
-                         ({"DETR_OPTIMIZE": "maybe"}, "DETR_OPTIMIZE must be 1 or 0"),
-                         ({"DETR_MAX_IMAGE_BYTES": "0"}, "must be positive"),
-                         ({"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": "ftp://x"}, "http"),
-                         ({"DETR_MODEL_NAME": "../etc"}, "DETR_MODEL_NAME"),
-                         ({"DETR_MODEL_SERVER_TIMEOUT": "0"}, "DETR_MODEL_SERVER_TIMEOUT must be positive")]:
+    settings = Settings.from_env(
+        {
+            "DETR_BACKEND": "External",
+            "DETR_MODEL_SERVER_URL": "http://triton:8000",
+            "DETR_MODEL_SERVER_BINARY": "0",
+            "DETR_SCORE_THRESHOLD": "0.25",
+            "PORT": "9000",
+            "DETR_MAX_IMAGE_BYTES": "1000",
+        },
+        port=0,
+    )
+    assert (settings.backend, settings.binary, settings.score_threshold, settings.port, settings.max_image_bytes) == (
+        "external",
+        False,
+        0.25,
+        0,
+        1000,
+    )
+    for env, message in [
+        ({"PORT": "eighty"}, "PORT must be an integer"),
+        ({"DETR_OPTIMIZE": "maybe"}, "DETR_OPTIMIZE must be 1 or 0"),
+        ({"DETR_MAX_IMAGE_BYTES": "0"}, "must be positive"),
+        ({"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": "ftp://x"}, "http"),
+        ({"DETR_MODEL_NAME": "../etc"}, "DETR_MODEL_NAME"),
+        ({"DETR_MODEL_SERVER_TIMEOUT": "0"}, "DETR_MODEL_SERVER_TIMEOUT must be positive"),
+    ]:
         with pytest.raises(ValueError, match=message):
             Settings.from_env(env)
     assert Settings.from_env({}).timeout_s == 30.0
@@ -641,9 +710,14 @@ def test_model_repository_layout_config_and_weights(small_artefact, tmp_path, ca
     config = model_repository.read_config(out / "cards")
     assert (config["name"], config["platform"], config["max_batch_size"]) == ("cards", "pytorch_libtorch", 0)
     assert [(t["name"], t["data_type"], t["dims"]) for t in config["input"]] == [
-        ("IMAGE__0", "TYPE_UINT8", [-1, -1, 3]), ("SCORE_THRESHOLD__1", "TYPE_FP32", [1])]
+        ("IMAGE__0", "TYPE_UINT8", [-1, -1, 3]),
+        ("SCORE_THRESHOLD__1", "TYPE_FP32", [1]),
+    ]
     assert [(t["name"], t["data_type"], t["dims"]) for t in config["output"]] == [
-        ("BOXES__0", "TYPE_FP32", [-1, 4]), ("SCORES__1", "TYPE_FP32", [-1]), ("LABELS__2", "TYPE_INT64", [-1])]
+        ("BOXES__0", "TYPE_FP32", [-1, 4]),
+        ("SCORES__1", "TYPE_FP32", [-1]),
+        ("LABELS__2", "TYPE_INT64", [-1]),
+    ]
     assert [t["name"] for t in config["input"]] == [name for name, _ in KSERVE_INPUTS]
     assert [t["name"] for t in config["output"]] == [name for name, _ in KSERVE_OUTPUTS]
     assert config["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
@@ -681,7 +755,10 @@ def test_model_repository_threshold_input_and_regeneration(small_artefact, fake_
     (out / "m" / "1" / "stale.txt").write_text("left from before")
     model_repository.generate(small_artefact, out, name="m", version=3)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "m/3/model.pt", "m/config.pbtxt", "other_model/config.pbtxt"]
+        "m/3/model.pt",
+        "m/config.pbtxt",
+        "other_model/config.pbtxt",
+    ]
     (out / "not_a_model").mkdir()
     with pytest.raises(FileExistsError, match="not a model folder"):
         model_repository.generate(small_artefact, out, name="not_a_model")
@@ -737,10 +814,14 @@ def test_external_service_answers_like_the_embedded_one(embedded, external, fake
         headers, body = fake_server.requests[before]
         header_length = int(headers["Inference-Header-Content-Length"])
         request = json.loads(body[:header_length])
-        assert request["inputs"][0] == {"name": "IMAGE__0", "shape": list(image.shape), "datatype": "UINT8",
-                                        "parameters": {"binary_data_size": image.size}}
-        assert body[header_length: header_length + image.size] == image.tobytes()
-        assert np.frombuffer(body[header_length + image.size:], "<f4").tolist() == [-1.0]
+        assert request["inputs"][0] == {
+            "name": "IMAGE__0",
+            "shape": list(image.shape),
+            "datatype": "UINT8",
+            "parameters": {"binary_data_size": image.size},
+        }
+        assert body[header_length : header_length + image.size] == image.tobytes()
+        assert np.frombuffer(body[header_length + image.size :], "<f4").tolist() == [-1.0]
     threshold = 0.5 * (local["detections"][0]["score"] + local["detections"][-1]["score"])
     by_external = external.detect(data, path=f"/detect?score_threshold={threshold!r}")[2]
     by_embedded = embedded.detect(data, path=f"/detect?score_threshold={threshold!r}")[2]
@@ -771,8 +852,9 @@ def test_model_server_errors_become_5xx(external, fake_server, images, tmp_path)
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    down = ServiceProcess(tmp_path / "down", {"DETR_BACKEND": "external",
-                                              "DETR_MODEL_SERVER_URL": f"http://127.0.0.1:{closed_port}"})
+    down = ServiceProcess(
+        tmp_path / "down", {"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": f"http://127.0.0.1:{closed_port}"}
+    )
     try:
         status, _, health = down.request("GET", "/health")
         assert status == 503 and health["status"] == "unavailable" and "unreachable" in health["error"]
@@ -798,18 +880,26 @@ def test_plain_kserve_server_without_config_endpoint(fake_server, reference, ima
 
 
 def test_malformed_model_server_answers_are_rejected():
-    good = json.dumps({"outputs": [{"name": "BOXES__0", "datatype": "FP32", "shape": [1, 4],
-                                    "parameters": {"binary_data_size": 16}}]}).encode()
-    arrays = ExternalBackend.decode(good + np.arange(4, dtype="<f4").tobytes(),
-                                    {"Inference-Header-Content-Length": str(len(good))})
+    good = json.dumps(
+        {"outputs": [{"name": "BOXES__0", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]}
+    ).encode()
+    arrays = ExternalBackend.decode(
+        good + np.arange(4, dtype="<f4").tobytes(), {"Inference-Header-Content-Length": str(len(good))}
+    )
     assert arrays["BOXES__0"].tolist() == [[0.0, 1.0, 2.0, 3.0]]
     cases = [
         (good + b"\x00" * 8, {"Inference-Header-Content-Length": str(len(good))}, "body ends before"),
         (good, {"Inference-Header-Content-Length": str(len(good) + 5)}, "does not fit"),
-        (json.dumps({"outputs": [{"name": "X", "datatype": "FP32", "shape": [2], "data": [1]}]}).encode(), {},
-         "1 values for shape"),
-        (json.dumps({"outputs": [{"name": "X", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}).encode(), {},
-         "datatype BYTES"),
+        (
+            json.dumps({"outputs": [{"name": "X", "datatype": "FP32", "shape": [2], "data": [1]}]}).encode(),
+            {},
+            "1 values for shape",
+        ),
+        (
+            json.dumps({"outputs": [{"name": "X", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}).encode(),
+            {},
+            "datatype BYTES",
+        ),
     ]
     for body, headers, message in cases:
         with pytest.raises(ValueError, match=message):

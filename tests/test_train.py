@@ -20,10 +20,39 @@ from detr_deploy.train import TrainConfig, train
 from detr_deploy.train.config import build_parser
 from detr_deploy.train.loop import lr_factor, main
 
-TINY = ["--device", "cpu", "--min-size", "96", "--max-size", "160", "--batch-size", "2", "--num-queries", "16",
-        "--workers", "0", "--no-progress", "--log-every", "1", "--warmup", "2", "--seed", "5"]
-TINY_SETTINGS = dict(device="cpu", min_size=96, max_size=160, batch_size=2, num_queries=16, workers=0,
-                     no_progress=True, log_every=1, warmup=2, seed=5)
+TINY = [
+    "--device",
+    "cpu",
+    "--min-size",
+    "96",
+    "--max-size",
+    "160",
+    "--batch-size",
+    "2",
+    "--num-queries",
+    "16",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--log-every",
+    "1",
+    "--warmup",
+    "2",
+    "--seed",
+    "5",
+]
+TINY_SETTINGS = dict(
+    device="cpu",
+    min_size=96,
+    max_size=160,
+    batch_size=2,
+    num_queries=16,
+    workers=0,
+    no_progress=True,
+    log_every=1,
+    warmup=2,
+    seed=5,
+)
 
 
 def test_command_line_is_the_config(tmp_path):
@@ -32,8 +61,20 @@ def test_command_line_is_the_config(tmp_path):
     assert defaults == TrainConfig(out="runs/x") and defaults.to_argv() == ["--out", "runs/x"]
     assert (defaults.batch_size, defaults.extra_groups, defaults.workers, defaults.val_data) == (8, 2, -1, None)
     config = TrainConfig(out="runs/y", steps=30, resume=True, lr=1e-3, cache_dir="/tmp/c", amp="bf16", no_aux=True)
-    assert config.to_argv() == ["--out", "runs/y", "--resume", "--steps", "30", "--cache-dir", "/tmp/c",
-                                "--lr", "0.001", "--amp", "bf16", "--no-aux"]
+    assert config.to_argv() == [
+        "--out",
+        "runs/y",
+        "--resume",
+        "--steps",
+        "30",
+        "--cache-dir",
+        "/tmp/c",
+        "--lr",
+        "0.001",
+        "--amp",
+        "bf16",
+        "--no-aux",
+    ]
     assert TrainConfig.from_argv(config.to_argv()) == config
     groups = {group.title: [action.dest for action in group._group_actions] for group in build_parser()._action_groups}
     assert groups["run"][:2] == ["out", "resume"] and groups["data"][0] == "data"
@@ -66,8 +107,20 @@ def read_csv(path: Path):
 
 def test_short_run_checkpoints_logs_and_resumes(tmp_path):
     out = tmp_path / "run"
-    common = TINY + ["--out", str(out), "--val-synthetic", "2", "--val-seed", "6",
-                     "--dn-groups", "2", "--extra-groups", "1", "--num-train", "8"]
+    common = TINY + [
+        "--out",
+        str(out),
+        "--val-synthetic",
+        "2",
+        "--val-seed",
+        "6",
+        "--dn-groups",
+        "2",
+        "--extra-groups",
+        "1",
+        "--num-train",
+        "8",
+    ]
     assert main(common + ["--steps", "3"]) == 0
     for name in ("checkpoint.pth", "model.pth", "log.csv", "log.json"):
         assert (out / name).is_file(), name
@@ -120,8 +173,24 @@ def test_render_cache_and_gpu_style_batches(tmp_path):
     seen = sorted(int(t["image_id"]) for _, _, ts in batcher.batches(4) for t in ts)
     assert seen == list(range(6))
     out = tmp_path / "cached_run"
-    assert main(TINY + ["--out", str(out), "--data", str(cache_dir), "--val-data", str(cache_dir),
-                         "--steps", "2", "--dn-groups", "1"]) == 0
+    assert (
+        main(
+            TINY
+            + [
+                "--out",
+                str(out),
+                "--data",
+                str(cache_dir),
+                "--val-data",
+                str(cache_dir),
+                "--steps",
+                "2",
+                "--dn-groups",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "log.json").read_text())["step"] == 2
 
 
@@ -129,8 +198,7 @@ def test_render_cache_and_gpu_style_batches(tmp_path):
 METRICS = MODELS_DIR / "demo_metrics.json"
 
 
-@pytest.mark.skipif(not (MODELS_DIR / "demo.pt").is_file() or not METRICS.is_file(),
-                    reason="no shipped demo model")
+@pytest.mark.skipif(not (MODELS_DIR / "demo.pt").is_file() or not METRICS.is_file(), reason="no shipped demo model")
 def test_shipped_model_reaches_its_recorded_map(tmp_path):
     """Regenerate the regression cards (the first cards of the held-out seed), evaluate the
     shipped artefact, and compare with the value recorded when it was shipped.

@@ -114,8 +114,12 @@ def _stage_chain(target: Optional[str], dockerfile: Path) -> List[dict]:
 def copy_sources(target: Optional[str] = None, dockerfile: Path = DOCKERFILE) -> List[Tuple[str, str]]:
     """(context path, image destination) of every COPY from the build context into the image
     built with ``--build-arg TARGET=<target>`` (default: the Dockerfile's default target)."""
-    return [(source, dest) for stage in _stage_chain(target, dockerfile) for sources, dest in stage["copies"]
-            for source in sources]
+    return [
+        (source, dest)
+        for stage in _stage_chain(target, dockerfile)
+        for sources, dest in stage["copies"]
+        for source in sources
+    ]
 
 
 def image_environment(target: Optional[str] = None, dockerfile: Path = DOCKERFILE) -> Dict[str, str]:
@@ -198,8 +202,12 @@ def installed_size(distribution: str) -> int:
     return total
 
 
-def image_payload(target: Optional[str] = None, context: Path = REPO_ROOT, dockerfile: Path = DOCKERFILE,
-                  dockerignore: Optional[Path] = None) -> dict:
+def image_payload(
+    target: Optional[str] = None,
+    context: Path = REPO_ROOT,
+    dockerfile: Path = DOCKERFILE,
+    dockerignore: Optional[Path] = None,
+) -> dict:
     """What the image for ``TARGET=<target>`` adds on top of its Python base image, measured
     from the build context (no Docker engine): the files its COPY instructions take (after
     ``.dockerignore``) and the pip packages it installs (their size in this environment).

@@ -44,30 +44,45 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m detr_deploy.export",
         description="Export a DETR with its image pipeline: TorchScript (.pt), AOTInductor (.pt2), ONNX (.onnx) "
-                    "or OpenVINO IR (.xml + .bin), each with a .json sidecar.",
+        "or OpenVINO IR (.xml + .bin), each with a .json sidecar.",
     )
-    parser.add_argument("--format", choices=FORMATS, default="torchscript",
-                        help="artefact format (default: %(default)s)")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="torchscript", help="artefact format (default: %(default)s)"
+    )
     add_checkpoint_arguments(parser)
     parser.add_argument("--out", required=True, help="output file; the .json sidecar is written beside it")
     parser.add_argument("--min-size", type=int, help="default: the demo checkpoint's (384) or 800")
     parser.add_argument("--max-size", type=int, help="default: the demo checkpoint's (640) or 1333")
-    parser.add_argument("--threshold", type=float,
-                        help="default score threshold (default: the demo checkpoint's, or 0.5)")
+    parser.add_argument(
+        "--threshold", type=float, help="default score threshold (default: the demo checkpoint's, or 0.5)"
+    )
     parser.add_argument("--top-k", type=int, default=0, help="keep at most K detections (0 = all)")
     torchscript = parser.add_argument_group("torchscript only")
     torchscript.add_argument("--method", choices=["script", "trace"], help="default: script")
-    torchscript.add_argument("--trace-size", type=int, nargs=2, metavar=("H", "W"),
-                             help="example image size for --method trace (default: 480 640)")
+    torchscript.add_argument(
+        "--trace-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="example image size for --method trace (default: 480 640)",
+    )
     exported = parser.add_argument_group("aoti, onnx and openvino only")
-    exported.add_argument("--static", action="store_true", default=None,
-                          help="fixed input size (--example-size) instead of dynamic")
-    exported.add_argument("--example-size", type=int, nargs=2, metavar=("H", "W"),
-                          help="the image size torch.export traces with (default: 480 640)")
-    exported.add_argument("--exporter", choices=["dynamo", "legacy"],
-                          help="onnx only: the ONNX exporter (default: dynamo)")
-    exported.add_argument("--fp16-weights", action="store_true", default=None,
-                          help="openvino only: store fp16 weights (default fp32)")
+    exported.add_argument(
+        "--static", action="store_true", default=None, help="fixed input size (--example-size) instead of dynamic"
+    )
+    exported.add_argument(
+        "--example-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="the image size torch.export traces with (default: 480 640)",
+    )
+    exported.add_argument(
+        "--exporter", choices=["dynamo", "legacy"], help="onnx only: the ONNX exporter (default: dynamo)"
+    )
+    exported.add_argument(
+        "--fp16-weights", action="store_true", default=None, help="openvino only: store fp16 weights (default fp32)"
+    )
     return parser
 
 
@@ -85,11 +100,17 @@ def _pipeline_settings(args: argparse.Namespace) -> dict:
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is not None and checkpoint.name == DEMO_CHECKPOINT and checkpoint.with_name("demo.json").is_file():
         info = json.loads(checkpoint.with_name("demo.json").read_text())
-        defaults = {"min_size": info["preprocess"]["min_size"], "max_size": info["preprocess"]["max_size"],
-                    "score_threshold": info["score_threshold"]}
-    return dict(min_size=args.min_size or defaults["min_size"], max_size=args.max_size or defaults["max_size"],
-                score_threshold=defaults["score_threshold"] if args.threshold is None else args.threshold,
-                top_k=args.top_k)
+        defaults = {
+            "min_size": info["preprocess"]["min_size"],
+            "max_size": info["preprocess"]["max_size"],
+            "score_threshold": info["score_threshold"],
+        }
+    return dict(
+        min_size=args.min_size or defaults["min_size"],
+        max_size=args.max_size or defaults["max_size"],
+        score_threshold=defaults["score_threshold"] if args.threshold is None else args.threshold,
+        top_k=args.top_k,
+    )
 
 
 def _export_torchscript(model, args: argparse.Namespace, settings: dict) -> str:
@@ -102,8 +123,10 @@ def _export_torchscript(model, args: argparse.Namespace, settings: dict) -> str:
     example = torch.zeros((*(args.trace_size or (480, 640)), 3), dtype=torch.uint8) if method == "trace" else None
     sidecar, report = export_model(model, args.out, method=method, example_image=example, **settings)
     info = json.loads(sidecar.read_text())
-    lines = [f"wrote {args.out} ({info['size_bytes'] / 1e6:.1f} MB, sha256 {info['sha256'][:12]}) and {sidecar}",
-             f"{method} took {report.seconds:.1f} s; torch warnings:"]
+    lines = [
+        f"wrote {args.out} ({info['size_bytes'] / 1e6:.1f} MB, sha256 {info['sha256'][:12]}) and {sidecar}",
+        f"{method} took {report.seconds:.1f} s; torch warnings:",
+    ]
     lines += [f"  {count:4d} x {message}" for message, count in report.warnings_table()]
     return "\n".join(lines)
 
@@ -122,8 +145,10 @@ def _export_with_torch_export(model, args: argparse.Namespace, settings: dict) -
     path = Path(export(model, args.out, **settings))
     info = json.loads(path.with_suffix(".json").read_text())
     size = info["size_bytes"] + info.get("weights_size_bytes", 0)
-    return (f"wrote {relative(path)} ({size / 1e6:.1f} MB) and {path.with_suffix('.json').name} "
-            f"in {time.perf_counter() - start:.0f} s")
+    return (
+        f"wrote {relative(path)} ({size / 1e6:.1f} MB) and {path.with_suffix('.json').name} "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

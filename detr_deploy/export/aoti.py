@@ -72,8 +72,11 @@ def cpu_isa_flags(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> list:
 
 def _compiled_for(configs: dict) -> dict:
     march = configs.get("cpp.march")  # None (the default): -march=native
-    return {"machine": platform.machine(), "march": march or "native",
-            "required_cpu_flags": cpu_isa_flags() if march is None else []}
+    return {
+        "machine": platform.machine(),
+        "march": march or "native",
+        "required_cpu_flags": cpu_isa_flags() if march is None else [],
+    }
 
 
 def check_cpu(metadata: dict, path) -> None:
@@ -82,8 +85,10 @@ def check_cpu(metadata: dict, path) -> None:
     have = cpu_isa_flags()
     missing = sorted(set(required) - set(have)) if have else []
     if missing:
-        raise ValueError(f"{path} was compiled (-march=native) on a CPU with {', '.join(missing)}, which this CPU "
-                         f"lacks: compile the package on this machine, or run the TorchScript artefact")
+        raise ValueError(
+            f"{path} was compiled (-march=native) on a CPU with {', '.join(missing)}, which this CPU "
+            f"lacks: compile the package on this machine, or run the TorchScript artefact"
+        )
 
 
 def _drop_libtorch_dependency(library: Path) -> bool:
@@ -140,11 +145,17 @@ def export_aoti(
     _drop_libtorch_dependency(libraries[0])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial.pt2")  # never leave a half-written package
-    package_pt2(str(partial), aoti_files={"model": files},
-                extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)})
+    package_pt2(
+        str(partial), aoti_files={"model": files}, extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)}
+    )
     os.replace(partial, out_path)
-    write_sidecar(out_path, metadata, export_seconds=round(export_seconds, 1),
-                  compile_seconds=round(compile_seconds, 1), inductor_configs=_jsonable(configs))
+    write_sidecar(
+        out_path,
+        metadata,
+        export_seconds=round(export_seconds, 1),
+        compile_seconds=round(compile_seconds, 1),
+        inductor_configs=_jsonable(configs),
+    )
     return out_path
 
 
@@ -180,7 +191,7 @@ def _hash_inputs(model: nn.Module, settings: dict) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(json.dumps(getattr(model, "config").to_dict(), sort_keys=True, default=str).encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
     digest.update(torch.__version__.encode())
     for code in (*_graph_modules(), *_COMPILE_STEP):
         digest.update(inspect.getsource(code).encode())

@@ -16,6 +16,7 @@ import torch
 
 from detr_deploy.model.detr import DETR
 from detr_deploy.model.pipeline import DetectionPipeline
+
 # one name for the embedded metadata, shared with the torch-free runners
 from detr_deploy.native.runners import METADATA_FILE
 
@@ -43,13 +44,25 @@ def pipeline_metadata(pipeline: DetectionPipeline, model: DETR, fmt: str, format
         "export_method": method,
         "class_names": list(model.config.class_names),
         "num_classes": model.config.num_classes,
-        "input": {"dtype": "uint8", "layout": "HWC", "channels": 3, "color": "RGB",
-                  "max_side": pipeline.max_input_side},
-        "outputs": {"boxes": "float32 [N, 4] x0, y0, x1, y1 in input pixels",
-                    "scores": "float32 [N], descending", "labels": "int64 [N] index into class_names"},
-        "preprocess": {"min_size": pipeline.min_size, "max_size": pipeline.max_size,
-                       "antialias": pipeline.antialias, "mean": [0.485, 0.456, 0.406],
-                       "std": [0.229, 0.224, 0.225]},
+        "input": {
+            "dtype": "uint8",
+            "layout": "HWC",
+            "channels": 3,
+            "color": "RGB",
+            "max_side": pipeline.max_input_side,
+        },
+        "outputs": {
+            "boxes": "float32 [N, 4] x0, y0, x1, y1 in input pixels",
+            "scores": "float32 [N], descending",
+            "labels": "int64 [N] index into class_names",
+        },
+        "preprocess": {
+            "min_size": pipeline.min_size,
+            "max_size": pipeline.max_size,
+            "antialias": pipeline.antialias,
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+        },
         "score_threshold": pipeline.score_threshold,
         "top_k": pipeline.top_k,
         "model_config": model.config.to_dict(),

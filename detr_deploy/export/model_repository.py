@@ -53,9 +53,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from detr_deploy.cli import add_model_argument
 from detr_deploy.export.artefact import METADATA_FILE, sha256_of
 from detr_deploy.export.torchscript import load_artefact
-from detr_deploy.cli import add_model_argument
 from detr_deploy.paths import relative
 from detr_deploy.serve.kserve import KSERVE_INPUTS, KSERVE_OUTPUTS
 from detr_deploy.serve.settings import DEFAULT_MODEL_NAME
@@ -80,8 +80,7 @@ __all__ = [
 CONFIG_FILE = "config.pbtxt"
 MODEL_FILE = "model.pt"  # the PyTorch backend's default_model_filename
 _TRITON_TYPES = {"UINT8": "TYPE_UINT8", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
-_DIMS = {"IMAGE__0": [-1, -1, 3], "SCORE_THRESHOLD__1": [1], "BOXES__0": [-1, 4], "SCORES__1": [-1],
-         "LABELS__2": [-1]}
+_DIMS = {"IMAGE__0": [-1, -1, 3], "SCORE_THRESHOLD__1": [1], "BOXES__0": [-1, 4], "SCORES__1": [-1], "LABELS__2": [-1]}
 
 
 # ---------------------------------------------------------------------------- the model
@@ -114,8 +113,11 @@ def triton_signature_problems(module: torch.jit.ScriptModule, input_count: int =
     with ``input_count`` inputs (its load-time check: every argument a Tensor or List, as
     many arguments as configured inputs). Empty when the module loads."""
     arguments = [a for a in module.forward.schema.arguments if a.name != "self"]
-    problems = [f"forward argument {a.name!r} has type {a.type}: only Tensor or List arguments are accepted"
-                for a in arguments if not isinstance(a.type, (torch.TensorType, torch.ListType))]
+    problems = [
+        f"forward argument {a.name!r} has type {a.type}: only Tensor or List arguments are accepted"
+        for a in arguments
+        if not isinstance(a.type, (torch.TensorType, torch.ListType))
+    ]
     if len(arguments) != input_count:
         problems.append(f"forward takes {len(arguments)} arguments, the configuration has {input_count} inputs")
     return problems
@@ -163,15 +165,29 @@ def format_pbtxt(message: Dict[str, object], indent: str = "") -> str:
     return "".join(line + "\n" for line in lines)
 
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+|\#[^\n]*)
   | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?[fF]?(?![A-Za-z_]))
   | (?P<ident>[-]?[A-Za-z_][A-Za-z0-9_.]*)
   | (?P<punct>[{}\[\]:,;<>])
-""", re.VERBOSE)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\", "a": "\a", "b": "\b", "f": "\f",
-            "v": "\v", "?": "?"}
+""",
+    re.VERBOSE,
+)
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+    "?": "?",
+}
 
 
 def _unescape(body: str) -> str:
@@ -187,11 +203,11 @@ def _unescape(body: str) -> str:
             out.append(_ESCAPES[nxt])
             index += 2
         elif nxt in "xX":
-            digits = re.match(r"[0-9a-fA-F]{1,2}", body[index + 2:]).group(0)
+            digits = re.match(r"[0-9a-fA-F]{1,2}", body[index + 2 :]).group(0)
             out.append(chr(int(digits, 16)))
             index += 2 + len(digits)
         elif nxt.isdigit():
-            digits = re.match(r"[0-7]{1,3}", body[index + 1:]).group(0)
+            digits = re.match(r"[0-7]{1,3}", body[index + 1 :]).group(0)
             out.append(chr(int(digits, 8)))
             index += 1 + len(digits)
         else:
@@ -205,7 +221,7 @@ def _tokens(text: str) -> List[Tuple[str, str, int]]:
         match = _TOKEN.match(text, position)
         if not match:
             line = text.count("\n", 0, position) + 1
-            raise ValueError(f"protobuf text: unexpected {text[position:position + 10]!r} on line {line}")
+            raise ValueError(f"protobuf text: unexpected {text[position : position + 10]!r} on line {line}")
         kind = match.lastgroup
         if kind != "space":
             tokens.append((kind, match.group(kind), text.count("\n", 0, position) + 1))
@@ -227,8 +243,9 @@ def parse_pbtxt(text: str) -> Dict[str, object]:
         nonlocal position
         token = peek()
         if expected is not None and token[1] != expected:
-            raise ValueError(f"protobuf text: expected {expected!r}, got {token[1] or 'end of text'!r} "
-                             f"on line {token[2]}")
+            raise ValueError(
+                f"protobuf text: expected {expected!r}, got {token[1] or 'end of text'!r} on line {token[2]}"
+            )
         position += 1
         return token
 
@@ -326,8 +343,10 @@ def model_config(name: str, metadata: dict, source_sha256: str, gpu: bool = Fals
         "output": [tensor(n, t) for n, t in KSERVE_OUTPUTS],
         "instance_group": [{"count": int(instances), "kind": Ident("KIND_GPU" if gpu else "KIND_CPU")}],
         "parameters": [
-            {"key": "detr_metadata",
-             "value": {"string_value": json.dumps(metadata, sort_keys=True, separators=(",", ":"))}},
+            {
+                "key": "detr_metadata",
+                "value": {"string_value": json.dumps(metadata, sort_keys=True, separators=(",", ":"))},
+            },
             {"key": "source_sha256", "value": {"string_value": source_sha256}},
         ],
     }
@@ -345,8 +364,9 @@ class ModelRepository:
     source_sha256: str
 
 
-def generate(model, out, name: str = DEFAULT_MODEL_NAME, version: int = 1, gpu: bool = False,
-             instances: int = 1) -> ModelRepository:
+def generate(
+    model, out, name: str = DEFAULT_MODEL_NAME, version: int = 1, gpu: bool = False, instances: int = 1
+) -> ModelRepository:
     """Write ``out/<name>/config.pbtxt`` and ``out/<name>/<version>/model.pt`` for artefact
     ``model``. Other models already in ``out`` are left alone; ``out/<name>`` is replaced
     only if it is a model folder (it holds a ``config.pbtxt``)."""
@@ -372,9 +392,11 @@ def generate(model, out, name: str = DEFAULT_MODEL_NAME, version: int = 1, gpu: 
     model_path = folder / str(version) / MODEL_FILE
     torch.jit.save(wrapped, str(model_path), _extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)})
     config = model_config(name, metadata, source_sha256, gpu=gpu, instances=instances)
-    header = (f"# Triton model configuration written by python -m detr_deploy.export.model_repository\n"
-              f"# from {model.name} (sha256 {source_sha256[:16]}...). {version}/{MODEL_FILE} is its pipeline\n"
-              f"# behind forward(IMAGE__0 uint8 [H, W, 3], SCORE_THRESHOLD__1 float32 [1], < 0: default).\n")
+    header = (
+        f"# Triton model configuration written by python -m detr_deploy.export.model_repository\n"
+        f"# from {model.name} (sha256 {source_sha256[:16]}...). {version}/{MODEL_FILE} is its pipeline\n"
+        f"# behind forward(IMAGE__0 uint8 [H, W, 3], SCORE_THRESHOLD__1 float32 [1], < 0: default).\n"
+    )
     config_path = folder / CONFIG_FILE
     config_path.write_text(header + format_pbtxt(config))
     return ModelRepository(out, name, config_path, model_path, config, source_sha256)
@@ -395,8 +417,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:  # TorchScript's deprecation notices
             warnings.simplefilter("always")
-            result = generate(args.model, args.out, name=args.name, version=args.version, gpu=args.gpu,
-                              instances=args.instances)
+            result = generate(
+                args.model, args.out, name=args.name, version=args.version, gpu=args.gpu, instances=args.instances
+            )
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -405,8 +428,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"torch warning ({count}x): {message}")
     size = result.model_path.stat().st_size
     print(f"wrote {relative(result.config_path)} and {relative(result.model_path)} ({size / 1e6:.1f} MB)")
-    print(f"serve it: tritonserver --model-repository={relative(result.root)}  "
-          f"(the service: DETR_BACKEND=external DETR_MODEL_NAME={result.name})")
+    print(
+        f"serve it: tritonserver --model-repository={relative(result.root)}  "
+        f"(the service: DETR_BACKEND=external DETR_MODEL_NAME={result.name})"
+    )
     return 0
 
 

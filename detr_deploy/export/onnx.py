@@ -76,10 +76,19 @@ def export_onnx(
                 onnx_program = torch.onnx.export(program, inputs, dynamo=True, opset_version=opset, **names)
             onnx_program.save(str(out_path))
         elif exporter == "legacy":
-            axes = {"image": {0: "height", 1: "width"}, "boxes": {0: "detections"},
-                    "scores": {0: "detections"}, "labels": {0: "detections"}} if dynamic else None
-            torch.onnx.export(wrapper, inputs, str(out_path), dynamo=False, opset_version=opset or 17,
-                              dynamic_axes=axes, **names)
+            axes = (
+                {
+                    "image": {0: "height", 1: "width"},
+                    "boxes": {0: "detections"},
+                    "scores": {0: "detections"},
+                    "labels": {0: "detections"},
+                }
+                if dynamic
+                else None
+            )
+            torch.onnx.export(
+                wrapper, inputs, str(out_path), dynamo=False, opset_version=opset or 17, dynamic_axes=axes, **names
+            )
     seconds = time.perf_counter() - start
     proto = onnx.load(str(out_path))
     metadata["opset"] = int(next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")))

@@ -45,8 +45,9 @@ def export_openvino(
     """
     ov = _require("openvino")
     if settings and isinstance(source, (str, os.PathLike, torch.export.ExportedProgram)):
-        raise ValueError(f"pipeline settings ({', '.join(settings)}) go with a DETR model, "
-                         f"not with {type(source).__name__}")
+        raise ValueError(
+            f"pipeline settings ({', '.join(settings)}) go with a DETR model, not with {type(source).__name__}"
+        )
     out_path = Path(out_path)
     xml = out_path / "model.xml" if out_path.suffix != ".xml" else out_path
     start = time.perf_counter()
@@ -81,8 +82,13 @@ def export_openvino(
         ov.save_model(converted, str(xml), compress_to_fp16=compress_to_fp16)
     seconds = time.perf_counter() - start
     weights = xml.with_suffix(".bin")
-    write_sidecar(xml, metadata, export_seconds=round(seconds, 1), weights_file=weights.name,
-                  weights_size_bytes=weights.stat().st_size if weights.is_file() else 0)
+    write_sidecar(
+        xml,
+        metadata,
+        export_seconds=round(seconds, 1),
+        weights_file=weights.name,
+        weights_size_bytes=weights.stat().st_size if weights.is_file() else 0,
+    )
     return xml
 
 
@@ -93,4 +99,3 @@ def _name_outputs(model) -> None:
         port.get_tensor().set_names({name})
     for port, name in zip(model.inputs, ("image", "score_threshold")):
         port.get_tensor().set_names({name})
-

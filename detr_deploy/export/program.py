@@ -52,7 +52,11 @@ class ExportablePipeline(nn.Module):
         pixels = pipeline.preprocess(image).unsqueeze(0)
         out = pipeline.model(pixels)
         return pipeline.postprocess(
-            out["pred_logits"][0], out["pred_boxes"][0], image.shape[0], image.shape[1], score_threshold,
+            out["pred_logits"][0],
+            out["pred_boxes"][0],
+            image.shape[0],
+            image.shape[1],
+            score_threshold,
             self.topk_order,
         )
 
@@ -98,8 +102,10 @@ def export_program(
     if dynamic:
         side = pipeline.max_input_side
         dynamic_shapes = {
-            "image": {0: torch.export.Dim("height", min=MIN_SIDE, max=side),
-                      1: torch.export.Dim("width", min=MIN_SIDE, max=side)},
+            "image": {
+                0: torch.export.Dim("height", min=MIN_SIDE, max=side),
+                1: torch.export.Dim("width", min=MIN_SIDE, max=side),
+            },
             "score_threshold": None,
         }
     with torch.no_grad():
@@ -154,13 +160,21 @@ def min_resized_side(program: torch.export.ExportedProgram, pipeline: DetectionP
     for height, width in rng.integers(MIN_SIDE, limit + 1, size=(300, 2)):
         resized = min(pipeline.resized_size(int(height), int(width)))
         if resized >= smallest and not guards_hold(program, int(height), int(width)):
-            raise RuntimeError(f"the export's guards fail for a {height}x{width} image (resized shorter side "
-                               f"{resized} >= {smallest}): they are not a bound on the resized size alone")
+            raise RuntimeError(
+                f"the export's guards fail for a {height}x{width} image (resized shorter side "
+                f"{resized} >= {smallest}): they are not a bound on the resized size alone"
+            )
     return smallest
 
 
-def program_metadata(pipeline: DetectionPipeline, model: nn.Module, fmt: str, dynamic: bool,
-                     example_size: Sequence[int], program: Optional[torch.export.ExportedProgram] = None) -> dict:
+def program_metadata(
+    pipeline: DetectionPipeline,
+    model: nn.Module,
+    fmt: str,
+    dynamic: bool,
+    example_size: Sequence[int],
+    program: Optional[torch.export.ExportedProgram] = None,
+) -> dict:
     """The metadata of an artefact made from the program: the pipeline's, with the export's size limits."""
     metadata = pipeline_metadata(pipeline, model, fmt, FORMAT_VERSION, "torch.export")
     metadata["input"]["min_side"] = MIN_SIDE

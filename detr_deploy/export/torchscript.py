@@ -27,8 +27,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from detr_deploy.export.artefact import METADATA_FILE, make_pipeline, pipeline_metadata, sha256_of, write_sidecar
-from detr_deploy.model.pipeline import DetectionPipeline
 from detr_deploy.model.detr import DETR
+from detr_deploy.model.pipeline import DetectionPipeline
 
 __all__ = [
     "ARTEFACT_FORMAT",

@@ -60,13 +60,17 @@ def _check_image(image, max_side: int, min_side: int = MIN_SIDE) -> np.ndarray:
         else:
             raise TypeError(f"image must be a numpy uint8 array [H, W, 3] (RGB), got {type(image).__name__}")
     if image.ndim == 2:
-        raise ValueError(f"image has shape {image.shape} (greyscale?); expected uint8 [H, W, 3] RGB: "
-                         "convert with numpy.repeat(image[:, :, None], 3, axis=2)")
+        raise ValueError(
+            f"image has shape {image.shape} (greyscale?); expected uint8 [H, W, 3] RGB: "
+            "convert with numpy.repeat(image[:, :, None], 3, axis=2)"
+        )
     if image.ndim != 3:
         raise ValueError(f"image must have 3 dimensions [H, W, 3], got {image.ndim} (shape {image.shape})")
     if image.shape[2] == 4:
-        raise ValueError("image has 4 channels (RGBA?); expected 3 (RGB): drop or composite the alpha channel "
-                         "first, e.g. image[:, :, :3]")
+        raise ValueError(
+            "image has 4 channels (RGBA?); expected 3 (RGB): drop or composite the alpha channel "
+            "first, e.g. image[:, :, :3]"
+        )
     if image.shape[2] != 3:
         raise ValueError(f"image must have 3 channels (RGB) in the last dimension, got shape {image.shape}")
     if image.dtype != np.uint8:
@@ -92,9 +96,11 @@ def _check_resized(height: int, width: int, metadata: dict) -> None:
     pre = metadata["preprocess"]
     resized = resized_short_side(height, width, pre["min_size"], pre["max_size"])
     if resized < limit:
-        raise ValueError(f"image {height}x{width} is too elongated for this export: its shorter side would be "
-                         f"resized to {resized} px, below the {limit} px its graph assumes "
-                         "(input.min_resized_side); pad it towards a squarer shape")
+        raise ValueError(
+            f"image {height}x{width} is too elongated for this export: its shorter side would be "
+            f"resized to {resized} px, below the {limit} px its graph assumes "
+            "(input.min_resized_side); pad it towards a squarer shape"
+        )
 
 
 def _check_threshold(value: Optional[float], default: float) -> float:
@@ -118,8 +124,10 @@ def _read_sidecar(path: Path, expected_format: str) -> dict:
         raise FileNotFoundError(f"{path.name} needs its sidecar {sidecar.name} (class names, limits) beside it")
     metadata = json.loads(sidecar.read_text())
     if metadata.get("format") != expected_format or metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{sidecar} has format {metadata.get('format')!r} v{metadata.get('format_version')}, "
-                         f"expected {expected_format!r} v{FORMAT_VERSION}")
+        raise ValueError(
+            f"{sidecar} has format {metadata.get('format')!r} v{metadata.get('format_version')}, "
+            f"expected {expected_format!r} v{FORMAT_VERSION}"
+        )
     return metadata
 
 
@@ -181,12 +189,13 @@ class OnnxRuntimeDetector(_Runner):
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own exception types
-            raise ValueError(f"{self.path} could not be loaded by ONNX Runtime: {str(error).splitlines()[0]}") from error
+            raise ValueError(
+                f"{self.path} could not be loaded by ONNX Runtime: {str(error).splitlines()[0]}"
+            ) from error
         self.backend = "onnxruntime"
 
     def _run(self, image, threshold):
         return self.session.run(["boxes", "scores", "labels"], {"image": image, "score_threshold": threshold})
-
 
 
 class OpenVinoDetector(_Runner):

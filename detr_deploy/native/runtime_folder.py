@@ -112,8 +112,11 @@ def needed_libraries(binary: Path) -> List[str]:
 
 def is_system_library(name: str, path: str) -> bool:
     """True for libraries the target system provides (glibc, libstdc++, ...): not shipped."""
-    return bool(_C_RUNTIME.match(name)) or os.path.realpath(path).startswith(SYSTEM_LIBRARY_DIRS) or \
-        path.startswith(SYSTEM_LIBRARY_DIRS)
+    return (
+        bool(_C_RUNTIME.match(name))
+        or os.path.realpath(path).startswith(SYSTEM_LIBRARY_DIRS)
+        or path.startswith(SYSTEM_LIBRARY_DIRS)
+    )
 
 
 # ---------------------------------------------------------------------------- rewriting rpaths
@@ -220,8 +223,9 @@ def replace_needed(path: Path, old: str, new: str) -> bool:
     with open(path, "r+b") as handle:
         elf = _Elf(handle)
         dynamic = [segment for segment in elf.segments if segment[0] == _PT_DYNAMIC][0]
-        target = [value for tag, value in elf.dynamic if tag in (_DT_NEEDED, _DT_SONAME) and
-                  elf.string(value) == new.encode()]
+        target = [
+            value for tag, value in elf.dynamic if tag in (_DT_NEEDED, _DT_SONAME) and elf.string(value) == new.encode()
+        ]
         changed = False
         for position, (tag, value) in enumerate(elf.dynamic):
             if tag == _DT_NEEDED and elf.string(value) == old.encode():
@@ -373,8 +377,10 @@ def assemble(out, model, module: Optional[Path] = None, strip: bool = True, quie
             report.files[str(path.relative_to(out))] = path.stat().st_size
     if not quiet:
         print(report.table())
-        print(f"runtime folder {relative(out)}: {len(report.files)} files, {report.total_bytes / 1e6:.1f} MB "
-              f"(libraries from the binary: {', '.join(report.libraries)})")
+        print(
+            f"runtime folder {relative(out)}: {len(report.files)} files, {report.total_bytes / 1e6:.1f} MB "
+            f"(libraries from the binary: {', '.join(report.libraries)})"
+        )
     return report
 
 
@@ -382,11 +388,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m detr_deploy.native.runtime_folder",
         description="Assemble a self-contained folder (module + the libtorch libraries it needs + model) "
-                    "that runs DETR from Python without the torch package.",
+        "that runs DETR from Python without the torch package.",
     )
     parser.add_argument("--out", default="build/runtime", help="folder to (re)create (default: build/runtime)")
-    add_model_argument(parser, required=True,
-                       what="exported artefact: .pt or .pt2 (python -m detr_deploy.export [--format aoti])")
+    add_model_argument(
+        parser, required=True, what="exported artefact: .pt or .pt2 (python -m detr_deploy.export [--format aoti])"
+    )
     parser.add_argument("--no-strip", action="store_true", help="keep the libraries' static symbol tables")
     args = parser.parse_args(argv)
     try:

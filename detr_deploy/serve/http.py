@@ -106,8 +106,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self._error(404, f"no such path {url.path!r}: use POST /detect or GET /health", close=close)
                 else:
                     status = 405
-                    self._error(405, f"{method} not allowed on {url.path}", close=close,
-                                extra={"Allow": ", ".join(routes[url.path])})
+                    self._error(
+                        405,
+                        f"{method} not allowed on {url.path}",
+                        close=close,
+                        extra={"Allow": ", ".join(routes[url.path])},
+                    )
             elif url.path == "/health":
                 status, payload = self.service.health()
                 self._send(status, payload)
@@ -145,8 +149,12 @@ class _Handler(BaseHTTPRequestHandler):
             return 400
         limit = self.service.max_body_bytes["json" if content_type == "application/json" else "raw"]
         if length > limit:  # answered before reading, so the connection closes after it
-            self._error(413, f"body of {length} bytes exceeds the limit of {limit} bytes "
-                             f"(DETR_MAX_IMAGE_BYTES={self.service.settings.max_image_bytes})", close=True)
+            self._error(
+                413,
+                f"body of {length} bytes exceeds the limit of {limit} bytes "
+                f"(DETR_MAX_IMAGE_BYTES={self.service.settings.max_image_bytes})",
+                close=True,
+            )
             return 413
         body = self.rfile.read(length)
         if len(body) != length:  # the client went away mid-body: nobody to answer
@@ -192,9 +200,11 @@ def create_server(settings: Settings, service: Optional[DetectionService] = None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m detr_deploy.serve",
-                                     description="pic2card detection service: POST /detect, GET /health. "
-                                                 "Flags override the DETR_* environment variables.")
+    parser = argparse.ArgumentParser(
+        prog="python -m detr_deploy.serve",
+        description="pic2card detection service: POST /detect, GET /health. "
+        "Flags override the DETR_* environment variables.",
+    )
     parser.add_argument("--backend", choices=BACKENDS)
     add_model_argument(parser, what="exported artefact .pt (embedded backend)")
     parser.add_argument("--runtime", help="runtime folder with detr_cpp and lib/ (embedded)")
@@ -206,9 +216,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings.from_env(backend=args.backend, model=args.model, runtime=args.runtime,
-                                     model_server_url=args.model_server_url, model_name=args.model_name,
-                                     host=args.host, port=args.port)
+        settings = Settings.from_env(
+            backend=args.backend,
+            model=args.model,
+            runtime=args.runtime,
+            model_server_url=args.model_server_url,
+            model_name=args.model_name,
+            host=args.host,
+            port=args.port,
+        )
         server = create_server(settings)
     except (ValueError, RuntimeError, OSError) as error:  # bad settings, missing module/model, port taken
         print(f"error: {error}", file=sys.stderr)

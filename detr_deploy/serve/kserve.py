@@ -54,8 +54,9 @@ class ExternalBackend:
 
     # -- HTTP plumbing
 
-    def _request(self, method: str, path: str, body: Optional[bytes] = None,
-                 headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, str], bytes]:
+    def _request(
+        self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None
+    ) -> Tuple[int, Dict[str, str], bytes]:
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
@@ -93,8 +94,11 @@ class ExternalBackend:
                 else:  # a KServe server without Triton's configuration extension, or no such model
                     known, _, known_body = self._request("GET", self._model_path)
                     if known != 200:
-                        raise ServiceError(503, f"model {self.model_name!r} is not available on {self.url} "
-                                                f"({known}: {self._error_text(known_body)})")
+                        raise ServiceError(
+                            503,
+                            f"model {self.model_name!r} is not available on {self.url} "
+                            f"({known}: {self._error_text(known_body)})",
+                        )
                     self._metadata = {}
             return self._metadata
 
@@ -113,10 +117,17 @@ class ExternalBackend:
     def info(self) -> dict:
         status, _, body = self._request("GET", self._model_path + "/ready")
         if status != 200:
-            raise ServiceError(503, f"model {self.model_name!r} is not ready on {self.url} "
-                                    f"({status}: {self._error_text(body) or 'no reason given'})")
-        return {"model_server": self.url, "model_name": self.model_name, "binary_tensors": self.binary,
-                "metadata": self.metadata()}
+            raise ServiceError(
+                503,
+                f"model {self.model_name!r} is not ready on {self.url} "
+                f"({status}: {self._error_text(body) or 'no reason given'})",
+            )
+        return {
+            "model_server": self.url,
+            "model_name": self.model_name,
+            "binary_tensors": self.binary,
+            "metadata": self.metadata(),
+        }
 
     # -- inference
 
@@ -137,8 +148,9 @@ class ExternalBackend:
         header = json.dumps({"inputs": inputs, "outputs": outputs}, separators=(",", ":")).encode("utf-8")
         if not self.binary:
             return header, {"Content-Type": "application/json"}
-        body = b"".join([header] + [array.astype(_NUMPY_DTYPES[datatype], copy=False).tobytes()
-                                    for (_, datatype), array in tensors])
+        body = b"".join(
+            [header] + [array.astype(_NUMPY_DTYPES[datatype], copy=False).tobytes() for (_, datatype), array in tensors]
+        )
         return body, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
 
     @staticmethod
@@ -159,7 +171,7 @@ class ExternalBackend:
             dtype = np.dtype(_NUMPY_DTYPES[datatype])
             size = (output.get("parameters") or {}).get("binary_data_size")
             if size is not None:
-                chunk = body[offset: offset + int(size)]
+                chunk = body[offset : offset + int(size)]
                 offset += int(size)
                 if len(chunk) != int(size):
                     raise ValueError(f"output {name}: body ends before its {size} bytes of binary data")
@@ -183,10 +195,16 @@ class ExternalBackend:
             raise ServiceError(502, f"model server sent a malformed response: {error}") from None
         count = scores.shape[0] if scores.ndim == 1 else -1
         if boxes.shape != (count, 4) or labels.shape != (count,):
-            raise ServiceError(502, f"model server sent inconsistent outputs: boxes {list(boxes.shape)}, "
-                                    f"scores {list(scores.shape)}, labels {list(labels.shape)}")
-        return {"boxes": boxes.astype(np.float32), "scores": scores.astype(np.float32),
-                "labels": labels.astype(np.int64)}
+            raise ServiceError(
+                502,
+                f"model server sent inconsistent outputs: boxes {list(boxes.shape)}, "
+                f"scores {list(scores.shape)}, labels {list(labels.shape)}",
+            )
+        return {
+            "boxes": boxes.astype(np.float32),
+            "scores": scores.astype(np.float32),
+            "labels": labels.astype(np.int64),
+        }
 
 
 def _metadata_from_config(config: dict) -> dict:

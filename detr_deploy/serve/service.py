@@ -118,8 +118,9 @@ def decode_image(data: bytes, max_side: Optional[int] = None) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             if max_side and max(width, height) > max_side:
-                raise ServiceError(413, f"image {width}x{height} exceeds the model's limit of {max_side} "
-                                        "pixels per side")
+                raise ServiceError(
+                    413, f"image {width}x{height} exceeds the model's limit of {max_side} pixels per side"
+                )
             if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
                 raise ServiceError(413, f"image {width}x{height} has more than {Image.MAX_IMAGE_PIXELS} pixels")
             array = to_rgb_array(image)
@@ -156,8 +157,11 @@ class DetectionService:
 
     def __init__(self, settings: Settings, backend: Optional[Backend] = None):
         self.settings = settings
-        self.backend = backend if backend is not None else (
-            EmbeddedBackend(settings) if settings.backend == "embedded" else ExternalBackend(settings))
+        self.backend = (
+            backend
+            if backend is not None
+            else (EmbeddedBackend(settings) if settings.backend == "embedded" else ExternalBackend(settings))
+        )
         self.started = time.time()
 
     @property
@@ -166,10 +170,14 @@ class DetectionService:
         return {"raw": raw, "json": 4 * math.ceil(raw / 3) + 64 * 1024}  # base64 + room for the JSON around it
 
     def health(self) -> Tuple[int, dict]:
-        answer = {"status": "ok", "backend": self.backend.name, "service_version": __version__,
-                  "uptime_s": round(time.time() - self.started, 1),
-                  "limits": {"max_image_bytes": self.settings.max_image_bytes},
-                  "score_threshold": self.settings.score_threshold}
+        answer = {
+            "status": "ok",
+            "backend": self.backend.name,
+            "service_version": __version__,
+            "uptime_s": round(time.time() - self.started, 1),
+            "limits": {"max_image_bytes": self.settings.max_image_bytes},
+            "score_threshold": self.settings.score_threshold,
+        }
         try:
             answer.update(self.backend.info())
         except ServiceError as error:
@@ -186,12 +194,16 @@ class DetectionService:
         elif content_type.startswith("image/") or content_type == "application/octet-stream":
             data = body
         else:
-            raise ServiceError(415, f"unsupported Content-Type {content_type!r}: send image bytes "
-                                    "(image/png, image/jpeg, ... or application/octet-stream) "
-                                    "or JSON {\"image\": \"<base64>\"} (application/json)")
+            raise ServiceError(
+                415,
+                f"unsupported Content-Type {content_type!r}: send image bytes "
+                "(image/png, image/jpeg, ... or application/octet-stream) "
+                'or JSON {"image": "<base64>"} (application/json)',
+            )
         if len(data) > self.settings.max_image_bytes:
-            raise ServiceError(413, f"image of {len(data)} bytes exceeds DETR_MAX_IMAGE_BYTES="
-                                    f"{self.settings.max_image_bytes}")
+            raise ServiceError(
+                413, f"image of {len(data)} bytes exceeds DETR_MAX_IMAGE_BYTES={self.settings.max_image_bytes}"
+            )
         if threshold is None:
             threshold = self.settings.score_threshold
         image = decode_image(data, self.backend.max_side)
@@ -200,8 +212,12 @@ class DetectionService:
         inferred = time.perf_counter()
         names = self.backend.class_names
         detections = [
-            {"label": int(label), "class_name": names[label] if 0 <= label < len(names) else None,
-             "score": float(score), "box": [float(v) for v in box]}
+            {
+                "label": int(label),
+                "class_name": names[label] if 0 <= label < len(names) else None,
+                "score": float(score),
+                "box": [float(v) for v in box],
+            }
             for box, score, label in zip(found["boxes"], found["scores"], found["labels"].tolist(), strict=False)
         ]
         return 200, {
@@ -209,8 +225,10 @@ class DetectionService:
             "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
             "score_threshold": threshold if threshold is not None else self.backend.default_threshold,
             "backend": self.backend.name,
-            "timings_ms": {"decode": round(1e3 * (decoded - start), 2),
-                           "inference": round(1e3 * (inferred - decoded), 2)},
+            "timings_ms": {
+                "decode": round(1e3 * (decoded - start), 2),
+                "inference": round(1e3 * (inferred - decoded), 2),
+            },
         }
 
     @staticmethod

@@ -22,8 +22,9 @@ from typing import List, Optional, Sequence
 __all__ = ["TrainConfig", "build_parser"]
 
 
-def _option(default=MISSING, help: Optional[str] = None, choices: Optional[Sequence[str]] = None,
-            section: Optional[str] = None):
+def _option(
+    default=MISSING, help: Optional[str] = None, choices: Optional[Sequence[str]] = None, section: Optional[str] = None
+):
     """A field that is also a flag; ``section`` starts a new group of flags in ``--help``."""
     return field(default=default, metadata={"help": help, "choices": choices, "section": section})
 
@@ -36,7 +37,8 @@ class TrainConfig:
     resume: bool = _option(False, "continue from OUT/checkpoint.pth if it exists")
     device: str = _option("auto", choices=["cpu", "cuda", "auto"])
     time_budget: float = _option(
-        0.0, "stop cleanly after this many seconds of training (counted across resumes); 0 = none")
+        0.0, "stop cleanly after this many seconds of training (counted across resumes); 0 = none"
+    )
     steps: int = _option(0, "stop after this many optimiser steps; 0 = none")
     seed: int = _option(1, "seed of the weights, the data order and the training cards")
     name: str = _option("", "label stored in the logs")
@@ -46,18 +48,27 @@ class TrainConfig:
     no_progress: bool = _option(False, "no tqdm progress bar")
     save_fp16: bool = _option(False, "also write model_fp16.pth (half the size) at every checkpoint")
 
-    data: str = _option("synthetic", "'synthetic' (render cards on the fly), a folder written by --render-cache, "
-                                     "or a labelled COCO json / folder / VOC folder", section="data")
+    data: str = _option(
+        "synthetic",
+        "'synthetic' (render cards on the fly), a folder written by --render-cache, "
+        "or a labelled COCO json / folder / VOC folder",
+        section="data",
+    )
     num_train: int = _option(200_000, "synthetic: size of the card stream")
     render_cache: int = _option(
-        0, "first pre-render this many synthetic cards (seed --seed) at the training resolution into --cache-dir, "
-           "then train from memory (GPU runs)")
+        0,
+        "first pre-render this many synthetic cards (seed --seed) at the training resolution into --cache-dir, "
+        "then train from memory (GPU runs)",
+    )
     cache_dir: Optional[str] = _option(None, "where --render-cache writes (default OUT/cache)")
     val_data: Optional[str] = _option(None, "validation: a render cache folder or a labelled data set")
     val_synthetic: int = _option(32, "without --val-data: this many cards of --val-seed")
     val_seed: int = _option(2, "seed of the synthetic validation cards (not --seed)")
-    workers: int = _option(-1, "DataLoader worker processes for on-the-fly / folder data (0 = load in the main "
-                               "process) and render processes for --render-cache; -1 = automatic")
+    workers: int = _option(
+        -1,
+        "DataLoader worker processes for on-the-fly / folder data (0 = load in the main "
+        "process) and render processes for --render-cache; -1 = automatic",
+    )
     min_size: int = _option(384, "resize: shorter side (as the exported pipeline)")
     max_size: int = _option(640, "resize: cap of the longer side")
     no_augment: bool = _option(False)
@@ -74,10 +85,12 @@ class TrainConfig:
     clip: float = _option(0.1, "gradient-norm clipping; 0 = off")
     warmup: int = _option(200, "linear warm-up steps")
     decay_start: float = _option(
-        0.7, "fraction of the run after which the learning rate follows a cosine to --final-lr-ratio (1 = constant)")
+        0.7, "fraction of the run after which the learning rate follows a cosine to --final-lr-ratio (1 = constant)"
+    )
     final_lr_ratio: float = _option(0.05)
-    amp: str = _option("auto", "autocast dtype; auto = bf16 on CUDA, none on CPU",
-                       choices=["auto", "none", "bf16", "fp16"])
+    amp: str = _option(
+        "auto", "autocast dtype; auto = bf16 on CUDA, none on CPU", choices=["auto", "none", "bf16", "fp16"]
+    )
 
     eos_coef: float = _option(0.1, "weight of the no-object class", section="loss and training-only queries")
     cost_class: float = _option(2.0)

@@ -68,8 +68,18 @@ from detr_deploy.train.matcher import HungarianMatcher, TargetBatch
 from detr_deploy.train.records import CSV_FIELDS, LossWindow, ProgressBar, TrainLog
 from detr_deploy.train.streams import TrainingData, build_data
 
-__all__ = ["TrainConfig", "build_parser", "train", "main", "lr_factor", "validate", "CSV_FIELDS",
-           "TrainingRun", "start_run", "run_steps"]
+__all__ = [
+    "TrainConfig",
+    "build_parser",
+    "train",
+    "main",
+    "lr_factor",
+    "validate",
+    "CSV_FIELDS",
+    "TrainingRun",
+    "start_run",
+    "run_steps",
+]
 
 CHECKPOINT_NAME = "checkpoint.pth"
 DIVERGED = "diverged (non-finite loss)"
@@ -145,8 +155,14 @@ class Runtime:
 
 
 @torch.no_grad()
-def validate(model: DETR, batches, device: torch.device, amp_dtype: Optional[torch.dtype],
-             channels_last: bool = False, score_threshold: float = 0.001) -> Dict[str, object]:
+def validate(
+    model: DETR,
+    batches,
+    device: torch.device,
+    amp_dtype: Optional[torch.dtype],
+    channels_last: bool = False,
+    score_threshold: float = 0.001,
+) -> Dict[str, object]:
     """mAP of ``model`` on pre-built batches ``(pixels, mask, targets with "size")``, computed
     with :func:`detr_deploy.evaluate.coco_map` in resized-image pixels."""
     from detr_deploy.evaluate import coco_map
@@ -166,10 +182,16 @@ def validate(model: DETR, batches, device: torch.device, amp_dtype: Optional[tor
             height, width = (int(v) for v in target["size"].tolist())
             scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
             keep = scores[index] > score_threshold
-            detections.append(((boxes[index][keep] * scale).cpu().numpy(), scores[index][keep].cpu().numpy(),
-                               labels[index][keep].cpu().numpy()))
-            ground_truth.append(((box_cxcywh_to_xyxy(target["boxes"].float()) * scale).cpu().numpy(),
-                                 target["labels"].cpu().numpy()))
+            detections.append(
+                (
+                    (boxes[index][keep] * scale).cpu().numpy(),
+                    scores[index][keep].cpu().numpy(),
+                    labels[index][keep].cpu().numpy(),
+                )
+            )
+            ground_truth.append(
+                ((box_cxcywh_to_xyxy(target["boxes"].float()) * scale).cpu().numpy(), target["labels"].cpu().numpy())
+            )
     if was_training:
         model.train()
     return coco_map(ground_truth, detections, model.config.num_classes)
@@ -178,8 +200,9 @@ def validate(model: DETR, batches, device: torch.device, amp_dtype: Optional[tor
 # ------------------------------------------------------------------------------ model and optimiser
 def _param_groups(model: nn.Module, aids: nn.Module, lr: float, lr_backbone: float, weight_decay: float):
     groups = {"backbone_decay": [], "backbone_no_decay": [], "decay": [], "no_decay": []}
-    named = ([(f"model.{n}", p) for n, p in model.named_parameters()]
-             + [(f"aids.{n}", p) for n, p in aids.named_parameters()])
+    named = [(f"model.{n}", p) for n, p in model.named_parameters()] + [
+        (f"aids.{n}", p) for n, p in aids.named_parameters()
+    ]
     for name, parameter in named:
         if not parameter.requires_grad:
             continue
@@ -188,10 +211,15 @@ def _param_groups(model: nn.Module, aids: nn.Module, lr: float, lr_backbone: flo
     out = []
     for key, params in groups.items():
         if params:
-            out.append({"params": params, "lr": lr_backbone if key.startswith("backbone") else lr,
-                        "base_lr": lr_backbone if key.startswith("backbone") else lr,
-                        "weight_decay": 0.0 if key.endswith("no_decay") else weight_decay,
-                        "name": key})
+            out.append(
+                {
+                    "params": params,
+                    "lr": lr_backbone if key.startswith("backbone") else lr,
+                    "base_lr": lr_backbone if key.startswith("backbone") else lr,
+                    "weight_decay": 0.0 if key.endswith("no_decay") else weight_decay,
+                    "name": key,
+                }
+            )
     return out
 
 
@@ -224,25 +252,44 @@ class Learner:
     scaler: torch.amp.GradScaler
 
 
-def build_learner(config: TrainConfig, names: Sequence[str], runtime: Runtime,
-                  saved_model_config: Optional[dict] = None) -> Learner:
+def build_learner(
+    config: TrainConfig, names: Sequence[str], runtime: Runtime, saved_model_config: Optional[dict] = None
+) -> Learner:
     """A new model (seed ``config.seed``), or the architecture a checkpoint saved, and its training parts."""
     if saved_model_config is not None:
         model = build_detr(DETRConfig(**saved_model_config))
     else:
-        model = detr_small(seed=config.seed, num_queries=config.num_queries, num_classes=len(names),
-                           class_names=list(names), dropout=config.dropout, **json.loads(config.model_json))
+        model = detr_small(
+            seed=config.seed,
+            num_queries=config.num_queries,
+            num_classes=len(names),
+            class_names=list(names),
+            dropout=config.dropout,
+            **json.loads(config.model_json),
+        )
     model_config = model.config
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
-        aids = TrainingQueries(model_config.d_model, model_config.num_classes, model_config.num_queries,
-                               dn_groups=config.dn_groups, box_noise=config.dn_box_noise,
-                               label_noise=config.dn_label_noise, extra_groups=config.extra_groups,
-                               extra_group_k=config.extra_group_k, max_dn_queries=config.dn_max_queries)
+        aids = TrainingQueries(
+            model_config.d_model,
+            model_config.num_classes,
+            model_config.num_queries,
+            dn_groups=config.dn_groups,
+            box_noise=config.dn_box_noise,
+            label_noise=config.dn_label_noise,
+            extra_groups=config.extra_groups,
+            extra_group_k=config.extra_group_k,
+            max_dn_queries=config.dn_max_queries,
+        )
     criterion = SetCriterion(
-        model_config.num_classes, HungarianMatcher(config.cost_class, config.cost_bbox, config.cost_giou),
-        eos_coef=config.eos_coef, weight_class=config.weight_class, weight_bbox=config.weight_bbox,
-        weight_giou=config.weight_giou, aux=not config.no_aux, iou_aware=config.iou_aware,
+        model_config.num_classes,
+        HungarianMatcher(config.cost_class, config.cost_bbox, config.cost_giou),
+        eos_coef=config.eos_coef,
+        weight_class=config.weight_class,
+        weight_bbox=config.weight_bbox,
+        weight_giou=config.weight_giou,
+        aux=not config.no_aux,
+        iou_aware=config.iou_aware,
     )
     model.to(runtime.device).train()
     aids.to(runtime.device).train()
@@ -251,8 +298,11 @@ def build_learner(config: TrainConfig, names: Sequence[str], runtime: Runtime,
         model.to(memory_format=torch.channels_last)
     if runtime.amp_dtype is not None:
         heads_in_float32(model)
-    optimizer = torch.optim.AdamW(_param_groups(model, aids, config.lr, config.lr_backbone, config.weight_decay),
-                                  lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, aids, config.lr, config.lr_backbone, config.weight_decay),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     return Learner(model, aids, criterion, optimizer, scaler)
 
@@ -339,9 +389,15 @@ class TrainingRun:
     def step_row(self, means: Dict[str, float], images_per_s: float, elapsed: float) -> Dict[str, object]:
         """The log.csv row of the steps since the last one."""
         losses = ("loss", "loss_class", "loss_bbox", "loss_giou", "loss_dn", "loss_extra", "grad_norm")
-        return {"step": self.step, "epoch": self.data.stream.epoch, "images": self.images,
-                "elapsed_s": round(elapsed, 1), "lr": f"{self.learner.optimizer.param_groups[0]['lr']:.3g}",
-                **{key: round(means.get(key, 0.0), 5) for key in losses}, "images_per_s": round(images_per_s, 1)}
+        return {
+            "step": self.step,
+            "epoch": self.data.stream.epoch,
+            "images": self.images,
+            "elapsed_s": round(elapsed, 1),
+            "lr": f"{self.learner.optimizer.param_groups[0]['lr']:.3g}",
+            **{key: round(means.get(key, 0.0), 5) for key in losses},
+            "images_per_s": round(images_per_s, 1),
+        }
 
     def validate_and_log(self, elapsed: float, log: TrainLog) -> Optional[dict]:
         """Score the validation batches, add the result to the history and to log.csv."""
@@ -349,58 +405,110 @@ class TrainingRun:
             return None
         start = time.time()
         runtime = self.runtime
-        metrics = validate(self.learner.model, self.data.validation, runtime.device, runtime.amp_dtype,
-                           runtime.channels_last)
-        record = {"step": self.step, "images": self.images, "elapsed_s": round(elapsed, 1),
-                  "map50": round(metrics["map50"], 4), "map": round(metrics["map"], 4),
-                  "per_class_ap50": {self.names[c]: round(v, 4) for c, v in metrics["ap50_per_class"].items()},
-                  "seconds": round(time.time() - start, 1)}
+        metrics = validate(
+            self.learner.model, self.data.validation, runtime.device, runtime.amp_dtype, runtime.channels_last
+        )
+        record = {
+            "step": self.step,
+            "images": self.images,
+            "elapsed_s": round(elapsed, 1),
+            "map50": round(metrics["map50"], 4),
+            "map": round(metrics["map"], 4),
+            "per_class_ap50": {self.names[c]: round(v, 4) for c, v in metrics["ap50_per_class"].items()},
+            "seconds": round(time.time() - start, 1),
+        }
         self.val_history.append(record)
-        log.write({"step": self.step, "epoch": self.data.stream.epoch, "images": self.images,
-                   "elapsed_s": round(elapsed, 1), "val_map50": record["map50"], "val_map": record["map"]})
+        log.write(
+            {
+                "step": self.step,
+                "epoch": self.data.stream.epoch,
+                "images": self.images,
+                "elapsed_s": round(elapsed, 1),
+                "val_map50": record["map50"],
+                "val_map": record["map"],
+            }
+        )
         return record
 
     def training_record(self, status: str, elapsed: float) -> Dict[str, object]:
         """What the weights files say about the training that made them."""
-        return {"step": self.step, "images": self.images, "elapsed_s": round(elapsed, 1), "status": status,
-                "seed": self.config.seed, "final_val": self.final_val}
+        return {
+            "step": self.step,
+            "images": self.images,
+            "elapsed_s": round(elapsed, 1),
+            "status": status,
+            "seed": self.config.seed,
+            "final_val": self.final_val,
+        }
 
     def summary(self, status: str, elapsed: float) -> Dict[str, object]:
         """log.json: settings, counters, hardware, data and validation history."""
         model, device = self.learner.model, self.runtime.device
         return {
-            "name": self.config.name, "status": status, "step": self.step, "images": self.images,
-            "elapsed_s": round(elapsed, 1), "images_per_s": round(self.images / max(elapsed, 1e-9), 2),
-            "epoch": self.data.stream.epoch, "device": str(device), "hardware": hardware(device),
-            "torch": torch.__version__, "amp": str(self.runtime.amp_dtype), "setup_s": round(self.setup_seconds, 1),
-            "data": self.data.info, "model_config": model.config.to_dict(),
+            "name": self.config.name,
+            "status": status,
+            "step": self.step,
+            "images": self.images,
+            "elapsed_s": round(elapsed, 1),
+            "images_per_s": round(self.images / max(elapsed, 1e-9), 2),
+            "epoch": self.data.stream.epoch,
+            "device": str(device),
+            "hardware": hardware(device),
+            "torch": torch.__version__,
+            "amp": str(self.runtime.amp_dtype),
+            "setup_s": round(self.setup_seconds, 1),
+            "data": self.data.info,
+            "model_config": model.config.to_dict(),
             "parameters": sum(p.numel() for p in model.parameters()),
             "training_only_parameters": sum(p.numel() for p in self.learner.aids.parameters()),
-            "pipeline": self.pipeline, "val_history": self.val_history, "final_val": self.final_val,
-            "args": dataclasses.asdict(self.config), "argv": list(sys.argv),
+            "pipeline": self.pipeline,
+            "val_history": self.val_history,
+            "final_val": self.final_val,
+            "args": dataclasses.asdict(self.config),
+            "argv": list(sys.argv),
         }
 
     def save(self, status: str, elapsed: float) -> None:
         """checkpoint.pth (everything ``--resume`` needs), model_fp16.pth with ``--save-fp16``, log.json."""
         learner = self.learner
         content = {
-            "model": _on_cpu(learner.model), "config": learner.model.config.to_dict(), "aids": _on_cpu(learner.aids),
-            "optimizer": learner.optimizer.state_dict(), "step": self.step, "images": self.images, "elapsed": elapsed,
-            "val_history": self.val_history, "data": self.data.stream.state_dict(), "rng": self._rng_states(),
-            "pipeline": self.pipeline, "args": dataclasses.asdict(self.config), "status": status,
+            "model": _on_cpu(learner.model),
+            "config": learner.model.config.to_dict(),
+            "aids": _on_cpu(learner.aids),
+            "optimizer": learner.optimizer.state_dict(),
+            "step": self.step,
+            "images": self.images,
+            "elapsed": elapsed,
+            "val_history": self.val_history,
+            "data": self.data.stream.state_dict(),
+            "rng": self._rng_states(),
+            "pipeline": self.pipeline,
+            "args": dataclasses.asdict(self.config),
+            "status": status,
         }
         _atomic_save(content, self.checkpoint_path)
         if self.config.save_fp16:  # small enough to copy off a machine at every checkpoint
             half = {k: (v.half() if v.is_floating_point() else v) for k, v in content["model"].items()}
-            _atomic_save({"model": half, "config": content["config"], "pipeline": self.pipeline,
-                          "training": self.training_record(status, elapsed)}, self.out / "model_fp16.pth")
+            _atomic_save(
+                {
+                    "model": half,
+                    "config": content["config"],
+                    "pipeline": self.pipeline,
+                    "training": self.training_record(status, elapsed),
+                },
+                self.out / "model_fp16.pth",
+            )
         summary = json.dumps(self.summary(status, elapsed), indent=2, default=str)
         (self.out / "log.json").write_text(summary + "\n")
 
     def save_weights(self, status: str, elapsed: float) -> None:
         """model.pth: the plain DETR's weights in fp32, without the training-only parts."""
-        save_checkpoint(self.learner.model, self.out / "model.pth", pipeline=self.pipeline,
-                        training=self.training_record(status, elapsed))
+        save_checkpoint(
+            self.learner.model,
+            self.out / "model.pth",
+            pipeline=self.pipeline,
+            training=self.training_record(status, elapsed),
+        )
 
     def _rng_states(self) -> dict:
         states = {"torch": torch.get_rng_state(), "python": random.getstate()}
@@ -426,8 +534,9 @@ class TrainingRun:
             random.setstate(rng["python"])
         if "cuda" in rng and self.runtime.device.type == "cuda":
             torch.cuda.set_rng_state_all(rng["cuda"])
-        print(f"resumed {self.checkpoint_path} at step {self.step} ({self.elapsed_before:.0f} s trained)",
-              file=sys.stderr)
+        print(
+            f"resumed {self.checkpoint_path} at step {self.step} ({self.elapsed_before:.0f} s trained)", file=sys.stderr
+        )
 
 
 def _read_resume_state(config: TrainConfig, path: Path) -> Optional[dict]:
@@ -563,8 +672,11 @@ def train(config: TrainConfig) -> Dict[str, object]:
     run.save_weights(status, elapsed)
     summary = run.summary(status, elapsed)
     final = run.final_val
-    print(f"{config.name or 'train'}: {status} after {run.step} steps, {run.images} images, {elapsed:.0f} s"
-          + (f"; val mAP@0.5 {final['map50']:.3f}, mAP {final['map']:.3f}" if final else ""), file=sys.stderr)
+    print(
+        f"{config.name or 'train'}: {status} after {run.step} steps, {run.images} images, {elapsed:.0f} s"
+        + (f"; val mAP@0.5 {final['map50']:.3f}, mAP {final['map']:.3f}" if final else ""),
+        file=sys.stderr,
+    )
     return summary
 
 

@@ -131,9 +131,18 @@ class TrainingQueries(nn.Module):
     embeddings) are trained with the model but never exported.
     """
 
-    def __init__(self, d_model: int, num_classes: int, num_queries: int, dn_groups: int = 0, box_noise: float = 0.4,
-                 label_noise: float = 0.2, extra_groups: int = 0, extra_group_k: int = 1,
-                 max_dn_queries: int = 200) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_classes: int,
+        num_queries: int,
+        dn_groups: int = 0,
+        box_noise: float = 0.4,
+        label_noise: float = 0.2,
+        extra_groups: int = 0,
+        extra_group_k: int = 1,
+        max_dn_queries: int = 200,
+    ) -> None:
         super().__init__()
         if dn_groups < 0 or extra_groups < 0 or extra_group_k < 1:
             raise ValueError("dn_groups and extra_groups must be >= 0 and extra_group_k >= 1")
@@ -167,8 +176,9 @@ class TrainingQueries(nn.Module):
         dn_groups = self.dn_groups
         if dn_size and dn_groups * dn_size > self.max_dn_queries:  # keep the decoder cost bounded
             dn_groups = max(1, self.max_dn_queries // dn_size)
-        layout = QueryLayout(self.num_queries, dn_groups if dn_size else 0, dn_size, self.extra_groups,
-                             self.extra_group_k)
+        layout = QueryLayout(
+            self.num_queries, dn_groups if dn_size else 0, dn_size, self.extra_groups, self.extra_group_k
+        )
         contents: List[Tensor] = []
         positions: List[Tensor] = []
         if layout.num_dn:
@@ -202,9 +212,19 @@ class SetCriterion(nn.Module):
     """Hungarian-matched DETR loss (see module doc). ``forward`` returns a dict of scalars,
     ``"loss"`` being the weighted total to back-propagate."""
 
-    def __init__(self, num_classes: int, matcher: Optional[HungarianMatcher] = None, eos_coef: float = 0.1,
-                 weight_class: float = 1.0, weight_bbox: float = 5.0, weight_giou: float = 2.0, weight_dn: float = 1.0,
-                 weight_extra: float = 1.0, aux: bool = True, iou_aware: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        matcher: Optional[HungarianMatcher] = None,
+        eos_coef: float = 0.1,
+        weight_class: float = 1.0,
+        weight_bbox: float = 5.0,
+        weight_giou: float = 2.0,
+        weight_dn: float = 1.0,
+        weight_extra: float = 1.0,
+        aux: bool = True,
+        iou_aware: bool = False,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else HungarianMatcher()
@@ -240,10 +260,14 @@ class SetCriterion(nn.Module):
         batch_index = torch.cat([torch.full_like(pred, i) for i, (pred, _) in enumerate(matches)]).to(device)
         pred_index = torch.cat([pred for pred, _ in matches]).to(device)
         matched_boxes = boxes[batch_index, pred_index]
-        target_boxes = torch.cat([t["boxes"][tgt.to(t["boxes"].device)]
-                                  for t, (_, tgt) in zip(targets, matches)]).to(device).float()
-        target_labels = torch.cat([t["labels"][tgt.to(t["labels"].device)]
-                                   for t, (_, tgt) in zip(targets, matches)]).to(device)
+        target_boxes = (
+            torch.cat([t["boxes"][tgt.to(t["boxes"].device)] for t, (_, tgt) in zip(targets, matches)])
+            .to(device)
+            .float()
+        )
+        target_labels = torch.cat(
+            [t["labels"][tgt.to(t["labels"].device)] for t, (_, tgt) in zip(targets, matches)]
+        ).to(device)
 
         classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=device)
         classes[batch_index, pred_index] = target_labels
@@ -304,14 +328,22 @@ class SetCriterion(nn.Module):
         blocks = layout.blocks()
         num_blocks = len(blocks)
         num_boxes = float(max(sum(batch.sizes), 1))
-        factor = np.array([self.weight_dn / max(layout.dn_groups, 1) if kind == "dn" else
-                           self.weight_extra if kind == "extra" else 1.0 for kind, _, _ in blocks])
+        factor = np.array(
+            [
+                self.weight_dn / max(layout.dn_groups, 1)
+                if kind == "dn"
+                else self.weight_extra
+                if kind == "extra"
+                else 1.0
+                for kind, _, _ in blocks
+            ]
+        )
 
         # --- matching: every (layer, main/extra block) at once, one transfer to the CPU
         matched = [(index, kind, start) for index, (kind, start, _) in enumerate(blocks) if kind != "dn"]
         q = layout.num_queries
-        selected_logits = torch.stack([logits_all[:, :, s:s + q] for _, _, s in matched], 1).flatten(0, 1)
-        selected_boxes = torch.stack([boxes_all[:, :, s:s + q] for _, _, s in matched], 1).flatten(0, 1)
+        selected_logits = torch.stack([logits_all[:, :, s : s + q] for _, _, s in matched], 1).flatten(0, 1)
+        selected_boxes = torch.stack([boxes_all[:, :, s : s + q] for _, _, s in matched], 1).flatten(0, 1)
         repeats = [layout.extra_group_k if kind == "extra" else 1 for _, kind, _ in matched] * levels
         matches = self.matcher.match_blocks(selected_logits.detach(), selected_boxes.detach(), batch, repeats)
 
@@ -338,8 +370,9 @@ class SetCriterion(nn.Module):
                 if kind != "dn":
                     continue
                 for level in range(levels):
-                    columns.append(np.stack([np.full(len(slot), level), image, slot + start, target,
-                                             np.full(len(slot), block)]))
+                    columns.append(
+                        np.stack([np.full(len(slot), level), image, slot + start, target, np.full(len(slot), block)])
+                    )
                     weights.append(np.full(len(slot), factor[block] / num_boxes))
         if columns:
             pairs = torch.from_numpy(np.concatenate(columns, 1)).to(device)
@@ -380,14 +413,16 @@ class SetCriterion(nn.Module):
                     supervised[:, start:stop] = valid
             query_weight = query_weight * supervised
         block_of_query = torch.as_tensor(
-            np.concatenate([np.full(stop - start, b) for b, (_, start, stop) in enumerate(blocks)]), device=device)
+            np.concatenate([np.full(stop - start, b) for b, (_, start, stop) in enumerate(blocks)]), device=device
+        )
         numerator = torch.zeros((levels, num_blocks), device=device).index_add(
-            1, block_of_query, (per_query * query_weight).sum(1))
+            1, block_of_query, (per_query * query_weight).sum(1)
+        )
         denominator = torch.zeros((levels, num_blocks), device=device).index_add(1, block_of_query, query_weight.sum(1))
         block_factor = torch.as_tensor(factor, dtype=torch.float32, device=device)
         class_block = numerator / denominator.clamp(min=1e-6) * block_factor
 
-        per_block = (self.weight_class * class_block + self.weight_bbox * l1_block + self.weight_giou * giou_block)
+        per_block = self.weight_class * class_block + self.weight_bbox * l1_block + self.weight_giou * giou_block
         main = num_blocks - 1
         kinds = [kind for kind, _, _ in blocks]
         dn_cols = [b for b, k in enumerate(kinds) if k == "dn"]
@@ -420,8 +455,10 @@ class SetCriterion(nn.Module):
         num_boxes = float(max(sum(int(t["labels"].shape[0]) for t in targets), 1))
         device = outputs["pred_logits"].device
 
-        totals = {name: torch.zeros((), device=device) for name in
-                  ("loss_class", "loss_bbox", "loss_giou", "loss_dn", "loss_extra")}
+        totals = {
+            name: torch.zeros((), device=device)
+            for name in ("loss_class", "loss_bbox", "loss_giou", "loss_dn", "loss_extra")
+        }
         total = torch.zeros((), device=device)
         last = len(logits_all) - 1
         for level, (logits, boxes) in enumerate(zip(logits_all, boxes_all)):
@@ -447,8 +484,9 @@ class SetCriterion(nn.Module):
                         count = int(target["labels"].shape[0])
                         slots = torch.arange(count, dtype=torch.int64)
                         matches.append((slots, slots))
-                    parts = self.set_losses(block_logits, block_boxes, targets, matches, num_boxes,
-                                            supervised=layout.dn_valid)
+                    parts = self.set_losses(
+                        block_logits, block_boxes, targets, matches, num_boxes, supervised=layout.dn_valid
+                    )
                     loss = self.weight_dn * self._weighted(parts) / max(layout.dn_groups, 1)
                     totals["loss_dn"] = totals["loss_dn"] + loss.detach()
                 total = total + loss

@@ -65,8 +65,11 @@ class TargetBatch:
 
     @classmethod
     def from_targets(cls, targets: Sequence[Dict[str, Tensor]], device=None) -> "TargetBatch":
-        device = torch.device(device) if device is not None else (
-            targets[0]["labels"].device if len(targets) else torch.device("cpu"))
+        device = (
+            torch.device(device)
+            if device is not None
+            else (targets[0]["labels"].device if len(targets) else torch.device("cpu"))
+        )
         sizes = [int(t["labels"].shape[0]) for t in targets]
         offsets = [0]
         for size in sizes:
@@ -80,19 +83,34 @@ class TargetBatch:
             boxes = torch.zeros((0, 4), dtype=torch.float32, device=device)
         positions = torch.as_tensor(
             np.concatenate([np.arange(size) + b * width for b, size in enumerate(sizes)] + [np.zeros(0, np.int64)]),
-            dtype=torch.int64).to(device)
+            dtype=torch.int64,
+        ).to(device)
         padded_labels = torch.zeros(batch * width, dtype=torch.int64, device=device)
         padded_boxes = torch.tensor([0.5, 0.5, 1.0, 1.0], device=device).repeat(batch * width, 1)
         valid = torch.zeros(batch * width, dtype=torch.bool, device=device)
         padded_labels[positions] = labels
         padded_boxes[positions] = boxes
         valid[positions] = True
-        return cls(labels, boxes, sizes, offsets, padded_labels.view(batch, width),
-                   padded_boxes.view(batch, width, 4), valid.view(batch, width))
+        return cls(
+            labels,
+            boxes,
+            sizes,
+            offsets,
+            padded_labels.view(batch, width),
+            padded_boxes.view(batch, width, 4),
+            valid.view(batch, width),
+        )
 
 
-def matching_cost(logits: Tensor, boxes: Tensor, target_labels: Tensor, target_boxes: Tensor, cost_class: float = 2.0,
-                  cost_bbox: float = 5.0, cost_giou: float = 2.0) -> Tensor:
+def matching_cost(
+    logits: Tensor,
+    boxes: Tensor,
+    target_labels: Tensor,
+    target_boxes: Tensor,
+    cost_class: float = 2.0,
+    cost_bbox: float = 5.0,
+    cost_giou: float = 2.0,
+) -> Tensor:
     """Cost matrix [P, T] between P predictions (logits [P, K+1], boxes [P, 4] cxcywh)
     and T targets (labels [T], boxes [T, 4] cxcywh). Computed in float32."""
     probabilities = logits.float().softmax(-1)
@@ -145,8 +163,7 @@ class HungarianMatcher:
         self.cost_giou = cost_giou
 
     def __repr__(self) -> str:
-        return (f"HungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, "
-                f"cost_giou={self.cost_giou})")
+        return f"HungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, cost_giou={self.cost_giou})"
 
     @torch.no_grad()
     def __call__(

@@ -15,8 +15,21 @@ from detr_deploy.train.config import TrainConfig
 __all__ = ["CSV_FIELDS", "TrainLog", "LossWindow", "ProgressBar"]
 
 CSV_FIELDS = [
-    "step", "epoch", "images", "elapsed_s", "lr", "loss", "loss_class", "loss_bbox", "loss_giou",
-    "loss_dn", "loss_extra", "grad_norm", "images_per_s", "val_map50", "val_map",
+    "step",
+    "epoch",
+    "images",
+    "elapsed_s",
+    "lr",
+    "loss",
+    "loss_class",
+    "loss_bbox",
+    "loss_giou",
+    "loss_dn",
+    "loss_extra",
+    "grad_norm",
+    "images_per_s",
+    "val_map50",
+    "val_map",
 ]
 
 
@@ -81,9 +94,15 @@ class ProgressBar:
         if not config.no_progress:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, initial=min(self._position(step, elapsed), self.total),
-                            unit="step" if self.by_steps else "s", desc=config.name or "train", dynamic_ncols=True,
-                            mininterval=1.0 if sys.stderr.isatty() else 15.0, file=sys.stderr)
+            self.bar = tqdm(
+                total=self.total,
+                initial=min(self._position(step, elapsed), self.total),
+                unit="step" if self.by_steps else "s",
+                desc=config.name or "train",
+                dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 15.0,
+                file=sys.stderr,
+            )
 
     def _position(self, step: int, elapsed: float) -> int:
         return step if self.by_steps else int(elapsed)
@@ -94,9 +113,14 @@ class ProgressBar:
 
     def show_losses(self, means: Dict[str, float], images_per_s: float, step: int) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{means['loss']:.3f}", l1=f"{means['loss_bbox']:.3f}",
-                                 giou=f"{means['loss_giou']:.3f}", img_s=f"{images_per_s:.0f}", step=step,
-                                 refresh=False)
+            self.bar.set_postfix(
+                loss=f"{means['loss']:.3f}",
+                l1=f"{means['loss_bbox']:.3f}",
+                giou=f"{means['loss_giou']:.3f}",
+                img_s=f"{images_per_s:.0f}",
+                step=step,
+                refresh=False,
+            )
 
     def write(self, text: str) -> None:
         if self.bar is not None:

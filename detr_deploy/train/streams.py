@@ -57,9 +57,16 @@ class LoaderStream:
     def _loader(self):
         generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
         return torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
-            num_workers=self.workers, worker_init_fn=worker_init if self.workers else None, generator=generator,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            self.dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            collate_fn=collate,
+            num_workers=self.workers,
+            worker_init_fn=worker_init if self.workers else None,
+            generator=generator,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
         )
 
     def batch(self) -> Batch:
@@ -117,31 +124,54 @@ def _render_training_cache(config: TrainConfig, names: Sequence[str], out: Path,
     cache_dir = Path(config.cache_dir) if config.cache_dir else out / "cache"
     if not is_cache(cache_dir) or len(load_cache(cache_dir)["sizes"]) != config.render_cache:
         start = time.time()
-        render_cache(cache_dir, SyntheticCards(config.render_cache, config.seed, names=names),
-                     config.min_size, config.max_size, workers=max(config.workers, 0))
+        render_cache(
+            cache_dir,
+            SyntheticCards(config.render_cache, config.seed, names=names),
+            config.min_size,
+            config.max_size,
+            workers=max(config.workers, 0),
+        )
         info["render_seconds"] = round(time.time() - start, 1)
     info["train_cards"] = config.render_cache
     return str(cache_dir)
 
 
-def _training_stream(config: TrainConfig, device: torch.device, names: Sequence[str], out: Path,
-                     info: Dict[str, object]) -> TrainStream:
+def _training_stream(
+    config: TrainConfig, device: torch.device, names: Sequence[str], out: Path, info: Dict[str, object]
+) -> TrainStream:
     train_path = _render_training_cache(config, names, out, info) if config.render_cache else config.data
     if train_path == "synthetic":
-        dataset = CardDataset(SyntheticCards(config.num_train, config.seed, names=names),
-                              config.min_size, config.max_size, _augment(config))
+        dataset = CardDataset(
+            SyntheticCards(config.num_train, config.seed, names=names),
+            config.min_size,
+            config.max_size,
+            _augment(config),
+        )
         info.update(train="synthetic on the fly", train_cards=config.num_train, train_seed=config.seed)
         return _loader_stream(config, dataset, device)
     if is_cache(train_path):
         cache = load_cache(train_path)
         scale = config.min_size / cache["min_size"]
         if abs(cache["max_size"] * scale - config.max_size) > 1:
-            raise SystemExit(f"cache {train_path} was rendered at {cache['min_size']}/{cache['max_size']}; "
-                             f"--min-size/--max-size must keep that ratio")
-        stream = TensorBatcher(cache, config.batch_size, device, augment=not config.no_augment,
-                               scale_jitter=config.scale_jitter, resolution_scale=scale, seed=config.seed)
-        info.update(train=f"render cache {train_path}", train_cards=len(stream), train_seed=config.seed,
-                    cache_resolution=[cache["min_size"], cache["max_size"]])
+            raise SystemExit(
+                f"cache {train_path} was rendered at {cache['min_size']}/{cache['max_size']}; "
+                f"--min-size/--max-size must keep that ratio"
+            )
+        stream = TensorBatcher(
+            cache,
+            config.batch_size,
+            device,
+            augment=not config.no_augment,
+            scale_jitter=config.scale_jitter,
+            resolution_scale=scale,
+            seed=config.seed,
+        )
+        info.update(
+            train=f"render cache {train_path}",
+            train_cards=len(stream),
+            train_seed=config.seed,
+            cache_resolution=[cache["min_size"], cache["max_size"]],
+        )
         return stream
     dataset = CardDataset(LabelledFolder(train_path, names), config.min_size, config.max_size, _augment(config))
     info.update(train=f"labelled {train_path}", train_cards=len(dataset))
@@ -157,14 +187,18 @@ def _batches_of(dataset, batch_size: int, device: torch.device) -> List[Batch]:
     return batches
 
 
-def _validation_batches(config: TrainConfig, device: torch.device, names: Sequence[str],
-                        info: Dict[str, object]) -> List[Batch]:
+def _validation_batches(
+    config: TrainConfig, device: torch.device, names: Sequence[str], info: Dict[str, object]
+) -> List[Batch]:
     batch_size = max(config.batch_size, 16)
     if config.val_data and is_cache(config.val_data):
         cache = load_cache(config.val_data)
         info.update(val=f"render cache {config.val_data}", val_cards=len(cache["sizes"]))
-        return list(TensorBatcher(cache, batch_size, device, augment=False,
-                                  resolution_scale=config.min_size / cache["min_size"]).batches())
+        return list(
+            TensorBatcher(
+                cache, batch_size, device, augment=False, resolution_scale=config.min_size / cache["min_size"]
+            ).batches()
+        )
     if config.val_data:
         dataset = CardDataset(LabelledFolder(config.val_data, names), config.min_size, config.max_size)
         info.update(val=f"labelled {config.val_data}", val_cards=len(dataset))
