@@ -1,6 +1,6 @@
 """Options for the libtorch path that were measured and not adopted (chapter 04, section 5).
 
-    .venv/bin/python scripts/libtorch_options.py [--model detr_resnet50] [--repeats 8]
+    .venv/bin/python scripts/libtorch_options.py [--model-name detr_resnet50] [--repeats 8]
 
 1. TorchScript fusers on the frozen pipeline, each in its own process (they are global switches):
    the oneDNN Graph fuser (``torch.jit.enable_onednn_fusion``) and NNC on the CPU
@@ -73,7 +73,7 @@ def _fuser_rows(artefact: Path, threads: int, repeats: int) -> list:
             __file__,
             "--fuser-child",
             fuser,
-            "--artefact",
+            "--model",
             str(artefact),
             "--threads",
             str(threads),
@@ -101,22 +101,22 @@ def _package(model, name: str, settings: dict, configs: dict, static: bool) -> P
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="detr_resnet50", choices=sorted(MODELS))
+    parser.add_argument("--model-name", default="detr_resnet50", choices=sorted(MODELS), help="the benchmark's model")
     parser.add_argument("--threads", type=int, default=ALL_CORES)
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--fuser-child", choices=sorted(set(FUSERS.values())), help=argparse.SUPPRESS)
-    parser.add_argument("--artefact", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fuser_child:  # one fuser measurement, in its own process (see _fuser_rows)
         warnings.filterwarnings("ignore")
-        print(json.dumps(_time_fuser(args.artefact, args.fuser_child, args.threads, args.repeats)))
+        print(json.dumps(_time_fuser(args.model, args.fuser_child, args.threads, args.repeats)))
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
-    spec = MODELS[args.model]
+    spec = MODELS[args.model_name]
     model = spec.build().eval()
     settings = dict(min_size=SIZE[0], max_size=SIZE[1], score_threshold=spec.score_threshold)
 
-    artefact = OUT / f"{args.model}.pt"
+    artefact = OUT / f"{args.model_name}.pt"
     if not artefact.is_file():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -127,13 +127,13 @@ def main(argv=None) -> int:
     print("AOTInductor compile options, through the C++ module:", flush=True)
     packages = {
         "AOTInductor default (freezing, dynamic size)": _package(
-            model, f"{args.model}_default", settings, dict(DEFAULT_INDUCTOR_CONFIGS), False
+            model, f"{args.model_name}_default", settings, dict(DEFAULT_INDUCTOR_CONFIGS), False
         ),
         "AOTInductor + max_autotune (C++ GEMM template)": _package(
-            model, f"{args.model}_autotune", settings, dict(DEFAULT_INDUCTOR_CONFIGS, **AUTOTUNE), False
+            model, f"{args.model_name}_autotune", settings, dict(DEFAULT_INDUCTOR_CONFIGS, **AUTOTUNE), False
         ),
         f"AOTInductor, static size {SIZE[0]}x{SIZE[1]}": _package(
-            model, f"{args.model}_static", settings, dict(DEFAULT_INDUCTOR_CONFIGS), True
+            model, f"{args.model_name}_static", settings, dict(DEFAULT_INDUCTOR_CONFIGS), True
         ),
     }
     detr_cpp = cpp_build.build_module()
@@ -148,9 +148,9 @@ def main(argv=None) -> int:
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    frame.to_csv(OUT / f"{args.model}.csv", index=False)
+    frame.to_csv(OUT / f"{args.model_name}.csv", index=False)
     print(table.to_string())
-    print(f"wrote {(OUT / f'{args.model}.csv').relative_to(REPO)}")
+    print(f"wrote {(OUT / f'{args.model_name}.csv').relative_to(REPO)}")
     return 0
 
 

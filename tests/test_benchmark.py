@@ -285,7 +285,7 @@ def test_interop_child_times_the_torchscript_row(small_artefact, tmp_path):
         "1",
         "--threads",
         "1",
-        "--artefact",
+        "--model",
         str(small_artefact),
         "--image",
         str(image),

@@ -3,8 +3,8 @@
 The benchmark (:func:`cold_start`) spawns, through :mod:`detr_deploy.bench.launcher`, either
 the CMake program ``detr_cli`` or this module as a child program::
 
-    python -m detr_deploy.bench.coldstart CHILD --image JPEG --threads N [--artefact FILE]
-        [--weights FILE --size H W --score-threshold T] [--module detr_cpp.so]
+    python -m detr_deploy.bench.coldstart CHILD --image JPEG --threads N [--model FILE]
+        [--checkpoint FILE --size H W --score-threshold T] [--module detr_cpp.so]
 
 ``CHILD`` is one of :data:`CHILDREN`; each loads through the same functions of
 :mod:`detr_deploy.bench.runtimes` the in-process benchmark uses (the C++ module through
@@ -72,12 +72,12 @@ def _load_eager(args: argparse.Namespace, _) -> Callable:
     from detr_deploy.model.checkpoint import load_model
 
     _torch_threads(args.threads)
-    return runtimes.eager_detector(load_model(args.weights), tuple(args.size), args.score_threshold).detect
+    return runtimes.eager_detector(load_model(args.checkpoint), tuple(args.size), args.score_threshold).detect
 
 
 def _load_torchscript(args: argparse.Namespace, _) -> Callable:
     _torch_threads(args.threads)
-    return runtimes.torchscript_detector(args.artefact).detect
+    return runtimes.torchscript_detector(args.model).detect
 
 
 def _import_detr_cpp(args: argparse.Namespace):
@@ -87,14 +87,14 @@ def _import_detr_cpp(args: argparse.Namespace):
 
 
 def _runner(class_name: str) -> Callable[[argparse.Namespace, object], Callable]:
-    return lambda args, _: runtimes.runner_detector(class_name, args.artefact, args.threads).detect
+    return lambda args, _: runtimes.runner_detector(class_name, args.model, args.threads).detect
 
 
 CHILDREN: Dict[str, Child] = {
     "eager": Child(_import("torch", "detr_deploy.model.checkpoint", "detr_deploy.export.torchscript"), _load_eager),
     "torchscript": Child(_import("torch", "detr_deploy.export.torchscript"), _load_torchscript),
     "cpp": Child(
-        _import_detr_cpp, lambda args, detr_cpp: runtimes.cpp_detector(detr_cpp, args.artefact, args.threads).detect
+        _import_detr_cpp, lambda args, detr_cpp: runtimes.cpp_detector(detr_cpp, args.model, args.threads).detect
     ),
     "onnxruntime": Child(_import("detr_deploy.native.runners"), _runner("OnnxRuntimeDetector")),
     "openvino": Child(_import("detr_deploy.native.runners"), _runner("OpenVinoDetector")),
@@ -109,8 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("child", choices=sorted(CHILDREN))
     parser.add_argument("--image", required=True, help="JPEG file to detect on")
     parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--artefact", help="exported artefact (all but eager)")
-    parser.add_argument("--weights", help="checkpoint (eager)")
+    parser.add_argument("--model", help="exported artefact (all but eager)")
+    parser.add_argument("--checkpoint", help="checkpoint (eager)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="model input (eager)")
     parser.add_argument("--score-threshold", type=float, help="eager")
     parser.add_argument("--module", help="detr_cpp extension file (cpp)")
@@ -158,10 +158,10 @@ def child_command(context: runtimes.Context, name: str, image_path: Path, weight
         str(context.threads),
     ]
     if runtime.artefact:
-        command += ["--artefact", str(context.artefacts.get(runtime.artefact, context))]
+        command += ["--model", str(context.artefacts.get(runtime.artefact, context))]
     if runtime.child == "eager":
         command += [
-            "--weights",
+            "--checkpoint",
             str(weights),
             "--size",
             *map(str, context.size),

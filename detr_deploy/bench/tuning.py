@@ -6,7 +6,7 @@ channels-last weights, batching) and the TorchScript-from-Python and eager varia
 times the first calls of a freshly loaded Detector, and the inter-op thread settings, each in
 its own process, since torch reads them once per process::
 
-    python -m detr_deploy.bench.tuning --interop N --threads N --artefact FILE --image JPEG
+    python -m detr_deploy.bench.tuning --interop N --threads N --model FILE --image JPEG
         --warmup N --repeats N
 """
 
@@ -163,7 +163,7 @@ def tune(record: "Record", context: Context, jpeg: bytes) -> None:
             str(interop),
             "--threads",
             str(all_cores),
-            "--artefact",
+            "--model",
             path,
             "--image",
             str(image_path),
@@ -211,14 +211,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=main.__doc__.split(";")[0])
     for name in ("interop", "threads", "warmup", "repeats"):
         parser.add_argument(f"--{name}", type=int, required=True)
-    parser.add_argument("--artefact", required=True, help="TorchScript artefact")
+    parser.add_argument("--model", required=True, help="TorchScript artefact")
     parser.add_argument("--image", required=True, help="JPEG file")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_interop_threads(args.interop)  # before any parallel work
     torch.set_num_threads(args.threads)
-    detect = torchscript_detector(args.artefact).detect
+    detect = torchscript_detector(args.model).detect
     image = decode(Path(args.image).read_bytes())
     seconds = time_interleaved({"torchscript": lambda: detect(image)}, repeats=args.repeats, warmup=args.warmup)[
         "torchscript"
