@@ -37,4 +37,11 @@ def main(command) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip().splitlines()[0] + "\n\nusage: python -m detr_deploy.bench.launcher COMMAND [ARGS...]")
+        sys.exit(0 if len(sys.argv) > 1 else 2)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except OSError as error:  # the command cannot be started
+        print(f"error: cannot run {sys.argv[1]}: {error.strerror}", file=sys.stderr)
+        sys.exit(1)
