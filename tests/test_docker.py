@@ -6,7 +6,9 @@
   environment selects the service's backend; every file lands in the image where it lies in
   the repository;
 * the service's import closure: each module under ``detr_deploy/serve/`` imports, with torch
-  blocked, from a copy of exactly the files the image copies and nothing else;
+  blocked, from a copy of exactly the files the image copies and, of this environment's
+  site-packages, only the distributions the image's ``pip install`` brings (those it names and
+  what they require);
 * the build steps (the runtime folder for the model) are run into a temporary build
   context; every path the Dockerfile copies must then exist there and pass
   ``.dockerignore``; the embedded image's files are laid out as its COPY lines say and the
@@ -24,12 +26,15 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from importlib import metadata
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import pytest
 
 from detr_deploy.bench import docker_image
+from detr_deploy.bench.sizes import distribution_size, requirement_closure
 from detr_deploy.native import runtime_folder
 from detr_deploy.paths import REPO_ROOT
 from detr_deploy.serve import settings
@@ -38,7 +43,9 @@ from test_service import ServiceProcess, png_bytes
 from torch_free import BLOCK_TORCH
 
 DOCKERFILE = docker_image.DOCKERFILE
-# What the service needs beyond Python, numpy and Pillow: the folder serve/ whole, and the
+# The distributions the Dockerfile's pip install line names (with their versions as build ARGs).
+IMAGE_PIP = {"numpy", "pillow", "fastapi", "uvicorn", "prometheus-client"}
+# What the service needs beyond Python and those: the folder serve/ whole, and the
 # package modules it imports (paths.py for native/loader.py).
 SERVICE_FOLDER = "detr_deploy/serve"
 SERVICE_MODULES = sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / SERVICE_FOLDER).glob("*.py"))
@@ -113,9 +120,13 @@ def test_base_image_and_pins_match_the_build_environment():
     python = re.fullmatch(r"python:(\d+\.\d+)-slim-\w+", global_args["PYTHON_IMAGE"])
     # the module in build/runtime is built for this interpreter's minor version
     assert python and python.group(1) == f"{sys.version_info.major}.{sys.version_info.minor}"
-    pins = dict(re.findall(r"^(\w+)==(\S+)", (REPO_ROOT / "requirements.txt").read_text(), flags=re.M))
+    pins = dict(re.findall(r"^([\w.-]+)==(\S+)", (REPO_ROOT / "requirements.txt").read_text(), flags=re.M))
     assert re.search(r"ARG NUMPY_VERSION=(\S+)", text).group(1) == pins["numpy"]
     assert re.search(r"ARG PILLOW_VERSION=(\S+)", text).group(1) == pins["pillow"]
+    for name in sorted(IMAGE_PIP):  # each pinned by a build ARG NAME_VERSION, equal to requirements.txt
+        argument = name.upper().replace("-", "_") + "_VERSION"
+        assert re.search(rf"ARG {argument}=(\S+)", text).group(1) == pins[name], name
+        assert f'"{name}==${{{argument}}}"' in text, name
     runs = [run for stage in docker_image.dockerfile_stages()[1].values() for run in stage["runs"]]
     assert "torch" not in " ".join(runs)
 
@@ -215,14 +226,16 @@ def test_payload_of_each_image(context):
     runtime_files = {name[len("build/runtime/") :] for name in embedded["copied"] if name.startswith("build/runtime/")}
     assert runtime_files == set(folder.files)
     assert {"model.pt", "manifest.json", folder.module.name, "lib/libtorch_cpu.so", "lib/libc10.so"} <= runtime_files
-    # neither image holds the torch Python package; both install the same numpy and Pillow
+    # neither image holds the torch Python package; both install the same pip packages
     for payload in (embedded, external):
         assert not any("torch/" in name and name.endswith(".py") for name in payload["copied"])
-        assert set(payload["pip"]) == {"numpy", "pillow"} and payload["pip_bytes"] > 0
+        # the pinned packages and what they pull in (FastAPI's web stack), never torch
+        assert IMAGE_PIP | {"starlette", "pydantic", "click", "h11"} <= set(payload["pip"]) and payload["pip_bytes"] > 0
+        assert not {name for name in payload["pip"] if name.startswith(("torch", "nvidia"))}
         assert payload["total_bytes"] == payload["copied_bytes"] + payload["pip_bytes"]
     assert not any(name.endswith((".so", ".pt")) for name in external["copied"])
     # the slim runtime is far smaller than the torch package it replaces
-    assert embedded["copied_bytes"] < docker_image.installed_size("torch")
+    assert embedded["copied_bytes"] < distribution_size("torch")
 
 
 def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
@@ -244,7 +257,7 @@ def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
     }
     environment["DETR_OPTIMIZE"] = "0"  # quicker start; the default is tested in test_service
     commands = docker_image.image_commands("embedded")
-    assert commands["CMD"] == ["python", "-m", "detr_deploy.serve"]  # what the launcher runs: serve.http.main
+    assert commands["CMD"] == ["python", "-m", "detr_deploy.serve"]  # what the launcher runs: serve.app.main
     process = ServiceProcess(tmp_path / "run", environment, pythonpath=str(app))
     try:
         status, _, health = process.request("GET", "/health")
@@ -276,9 +289,9 @@ def test_service_runs_from_the_embedded_image_layout(context, tmp_path):
     assert all(Path(name).is_relative_to(app) for name in report["detr_deploy_files"]), report["detr_deploy_files"]
 
 
-# A child interpreter that sees only the standard library, the site-packages folders (numpy and
-# Pillow; without the site hooks, so the repository's editable install is not on its path) and
-# the image's /app; torch blocked. It imports the modules named in argv, runs
+# A child interpreter that sees only the standard library, the given site-packages folders
+# (without the site hooks, so the repository's editable install is not on its path) and the
+# image's /app; torch blocked. It imports the modules named in argv, runs
 # ``python -m detr_deploy.serve --help``, and prints the detr_deploy and torch modules it loaded.
 IMAGE_IMPORTER = (
     BLOCK_TORCH
@@ -302,8 +315,32 @@ print(json.dumps(loaded))
 )
 
 
-def import_in_image(app: Path, names) -> subprocess.CompletedProcess:
-    site_folders = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+def image_site_packages(root: Path) -> Path:
+    """A site-packages folder holding, as links to this environment's files, exactly the files
+    of the distributions the image's ``pip install`` brings: those it names and, recursively,
+    what they require (as installed here). The torch and test packages of this environment
+    are out of its reach."""
+    site = root / "site-packages"
+    distributions = sorted({name for named in IMAGE_PIP for name in requirement_closure(named)})
+    assert set(IMAGE_PIP) <= set(distributions) and "torch" not in distributions, distributions
+    for name in distributions:
+        distribution = metadata.distribution(name)
+        installed_in = Path(distribution.locate_file("")).resolve()
+        for record in distribution.files or []:
+            source = Path(distribution.locate_file(record)).resolve()
+            if not source.is_file() or not source.is_relative_to(installed_in):
+                continue  # console scripts in bin/, files RECORD lists but pip did not keep
+            link = site / source.relative_to(installed_in)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(source)
+    return site
+
+
+def import_in_image(app: Path, names, site_folders: Optional[Sequence[Path]] = None) -> subprocess.CompletedProcess:
+    if site_folders is None:
+        site_folders = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    site_folders = [str(folder) for folder in site_folders]
     environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     arguments = json.dumps([str(app), site_folders, names])
     return subprocess.run(
@@ -317,18 +354,20 @@ def import_in_image(app: Path, names) -> subprocess.CompletedProcess:
 
 def test_service_modules_import_from_the_copied_files_alone(context, tmp_path):
     """Every module under detr_deploy/serve/ imports from a copy of exactly what the image
-    copies, torch blocked; every copied file is needed; a module the image lacks is an error."""
+    copies and the packages its pip install brings, torch blocked; every copied file is
+    needed; a module the image lacks is an error."""
     root, _ = context
     image = tmp_path / "image"
     materialise("external", root, image)
     app = image / "app"
+    site = [image_site_packages(tmp_path)]
     # the package and each module in it; __main__ runs through runpy, as python -m does
     names = [
         str(Path(name).with_suffix("")).replace("/", ".").removesuffix(".__init__")
         for name in SERVICE_MODULES
         if not name.endswith("__main__.py")
     ]
-    result = import_in_image(app, names)
+    result = import_in_image(app, names, site)
     assert result.returncode == 0, result.stderr
     assert "python -m detr_deploy.serve" in result.stdout  # the --help text
     loaded = json.loads(result.stdout.splitlines()[-1])
@@ -337,6 +376,10 @@ def test_service_modules_import_from_the_copied_files_alone(context, tmp_path):
     assert sorted(str(Path(path).relative_to(app)) for path in loaded.values()) == sorted(SERVICE_FILES), loaded
 
     # control: without one copied module, the same import fails (so success above means something)
+    # controls: what the image does not install is out of reach (pytest is in this environment) ...
+    result = import_in_image(app, ["pytest"], site)
+    assert result.returncode != 0 and "No module named 'pytest'" in result.stderr, result.stderr
+    # ... and without one copied module, the same import fails (so success above means something)
     (app / "detr_deploy" / "cli.py").unlink()
-    result = import_in_image(app, names)
+    result = import_in_image(app, names, site)
     assert result.returncode != 0 and "No module named 'detr_deploy.cli'" in result.stderr, result.stderr

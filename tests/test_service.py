@@ -9,6 +9,9 @@
   in a thread) that loads the generated model repository the way Triton's PyTorch backend
   does (``config.pbtxt``, ``<name>__<index>`` tensor names, Tensor-only ``forward``) and
   runs ``1/model.pt`` with torch. Its answers must equal the embedded service's.
+* The HTTP layer's own behaviour (the worker pool's 503, the time limit's 504, metrics,
+  graceful shutdown) is tested with a backend that waits for a file (``GATED_BACKEND``),
+  injected into the app under uvicorn in a thread, or into a service process.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional, Tuple
@@ -41,8 +45,9 @@ from detr_deploy.export.artefact import sha256_of
 from detr_deploy.export.torchscript import load_artefact, save_artefact
 from detr_deploy.native import cpp_build
 from detr_deploy.paths import REPO_ROOT
+from detr_deploy.serve.app import create_app, create_server, listen_socket
 from detr_deploy.serve.kserve import KSERVE_INPUTS, KSERVE_OUTPUTS, ExternalBackend
-from detr_deploy.serve.service import decode_image
+from detr_deploy.serve.service import DetectionService, decode_image
 from detr_deploy.serve.settings import ServiceError, Settings, check_threshold
 
 from conftest import SMALL_CLASSES, make_test_image, run_in_threads
@@ -51,14 +56,48 @@ from torch_free import BLOCK_TORCH
 MAX_IMAGE_BYTES = 300_000
 START_TIMEOUT_S = 120
 
-# Runs the service with torch blocked; after it stops, reports what was imported, and from where.
-LAUNCHER = (
+# A backend that waits: each call creates a file ``entered-*`` in its folder, then answers one
+# detection once the file ``open`` exists there. Defined as source so that the service processes
+# (torch blocked) and this one run the same class.
+GATED_BACKEND = """
+import pathlib, time, uuid
+import numpy as np
+
+class GatedBackend:
+    name, class_names, max_side, default_threshold = "gated", ["thing"], None, 0.5
+
+    def __init__(self, folder):
+        self.folder = pathlib.Path(folder)
+
+    def info(self):
+        return {"gate": str(self.folder)}
+
+    def detect(self, image, score_threshold):
+        (self.folder / f"entered-{uuid.uuid4().hex}").touch()
+        deadline = time.monotonic() + 60
+        while not (self.folder / "open").exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gate never opened")
+            time.sleep(0.01)
+        return {"boxes": np.zeros((1, 4), np.float32), "scores": np.full(1, 0.9, np.float32),
+                "labels": np.zeros(1, np.int64)}
+"""
+_gated: dict = {}
+exec(GATED_BACKEND, _gated)
+GatedBackend = _gated["GatedBackend"]
+
+# Runs the service with torch blocked (with ``backend``, or the one the settings name); after it
+# stops, reports what was imported, and from where.
+_LAUNCHER_START = (
     BLOCK_TORCH
     + """
-import json, sys
+import json, os, sys
 from detr_deploy.serve import service
-from detr_deploy.serve.http import main
-code = main(sys.argv[1:])
+from detr_deploy.serve.app import main
+"""
+)
+_LAUNCHER_END = """
+code = main(sys.argv[1:], backend=backend)
 print(json.dumps({"exit": code, "torch_loaded": sorted(m for m in sys.modules if m.split(".")[0] == "torch"),
                   "detr_cpp_loaded": "detr_cpp" in sys.modules, "service_file": service.__file__,
                   "detr_cpp_file": getattr(sys.modules.get("detr_cpp"), "__file__", None),
@@ -66,20 +105,43 @@ print(json.dumps({"exit": code, "torch_loaded": sorted(m for m in sys.modules if
                                               if name.split(".")[0] == "detr_deploy")}), flush=True)
 sys.exit(code)
 """
-)
+LAUNCHER = _LAUNCHER_START + "backend = None\n" + _LAUNCHER_END
+GATED_LAUNCHER = _LAUNCHER_START + GATED_BACKEND + 'backend = GatedBackend(os.environ["GATE_FOLDER"])\n' + _LAUNCHER_END
 SERVICE_SOURCE = REPO_ROOT / "detr_deploy" / "serve" / "service.py"
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-class ServiceProcess:
-    """``python -m detr_deploy.serve`` (through LAUNCHER) on 127.0.0.1, port chosen by the OS."""
+def http_request(
+    port: int, method: str, path: str, body: bytes = b"", headers: Optional[dict] = None, timeout: float = 120
+) -> Tuple[int, http.client.HTTPMessage, bytes]:
+    """One request on a fresh connection to 127.0.0.1:``port``: (status, headers, body bytes);
+    the headers are looked up regardless of case, as HTTP's are."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body if body or method == "POST" else None, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
 
-    def __init__(self, folder: Path, env: dict, pythonpath: Optional[str] = None):
+
+def wait_until(condition, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class ServiceProcess:
+    """``python -m detr_deploy.serve`` (through ``launcher``) on 127.0.0.1, port chosen by the OS."""
+
+    def __init__(self, folder: Path, env: dict, pythonpath: Optional[str] = None, launcher_source: str = LAUNCHER):
         folder.mkdir(parents=True, exist_ok=True)
         launcher = folder / "launch_service.py"
-        launcher.write_text(LAUNCHER)
+        launcher.write_text(launcher_source)
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DETR_") and k != "PORT"}
         # one intra-op thread, as torch here runs under one_thread(): bitwise equality needs the
         # same order of float sums, and two processes of several threads on a small machine crawl
@@ -109,15 +171,9 @@ class ServiceProcess:
 
     def request(
         self, method: str, path: str, body: bytes = b"", headers: Optional[dict] = None, timeout: float = 120
-    ) -> Tuple[int, dict, dict]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request(method, path, body=body if body or method == "POST" else None, headers=headers or {})
-            response = connection.getresponse()
-            raw = response.read()
-            return response.status, dict(response.getheaders()), json.loads(raw) if raw else {}
-        finally:
-            connection.close()
+    ) -> Tuple[int, http.client.HTTPMessage, dict]:
+        status, answer_headers, raw = http_request(self.port, method, path, body, headers, timeout)
+        return status, answer_headers, json.loads(raw) if raw else {}
 
     def detect(self, body: bytes, content_type: str = "image/png", path: str = "/detect"):
         return self.request("POST", path, body, {"Content-Type": content_type})
@@ -574,7 +630,7 @@ def test_length_problems_are_refused_before_reading(embedded):
         embedded.port, b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n"
     )
     assert status == 411 and "Content-Length" in answer["error"]
-    # a huge declared length is answered at once (the server never waits for the body)
+    # a huge declared length is answered without the body being read (after a short wait for it to drain)
     status, answer = _raw_exchange(
         embedded.port,
         b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n",
@@ -594,6 +650,178 @@ def test_wrong_paths_and_methods(embedded):
     status, headers, _ = embedded.request("POST", "/health", b"{}", {"Content-Type": "application/json"})
     assert status == 405 and headers["Allow"] == "GET, HEAD"
     assert embedded.request("HEAD", "/health")[0] == 200
+
+
+def test_chunked_body_past_the_limit_is_413(embedded):
+    chunk = bytes(1 << 16)
+    chunks = MAX_IMAGE_BYTES // len(chunk) + 2
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(chunks)) + b"0\r\n\r\n"
+    head = b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+    status, answer = _raw_exchange(embedded.port, head + body)  # returns once the server has closed
+    assert status == 413 and f"more than {MAX_IMAGE_BYTES} bytes exceeds the limit" in answer["error"], answer
+    assert embedded.request("GET", "/health")[0] == 200
+
+
+# ---------------------------------------------------------------------------- HTTP: description, metrics, limits
+
+
+def test_openapi_describes_the_routes_and_docs_show_it(embedded):
+    status, headers, page = http_request(embedded.port, "GET", "/docs")
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"/openapi.json" in page
+    status, _, raw = http_request(embedded.port, "GET", "/openapi.json")
+    spec = json.loads(raw)
+    assert status == 200 and set(spec["paths"]) == {"/detect", "/health", "/metrics"}
+    detect = spec["paths"]["/detect"]["post"]
+    content = detect["requestBody"]["content"]
+    assert set(content) == {"image/*", "application/octet-stream", "application/json"}
+    assert content["image/*"]["schema"] == {"type": "string", "format": "binary"}
+    assert set(content["application/json"]["schema"]["properties"]) == {"image", "score_threshold"}
+    assert [(p["name"], p["in"], p["required"]) for p in detect["parameters"]] == [("score_threshold", "query", False)]
+    number = detect["parameters"][0]["schema"]["anyOf"][0]
+    assert number == {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+    # validation errors are answered 400, so the 422 FastAPI would document is not there
+    assert {"200", "400", "411", "413", "415", "500", "503", "504"} <= set(detect["responses"])
+    assert "422" not in detect["responses"]
+    assert set(spec["paths"]["/health"]) == {"get"} and set(spec["paths"]["/metrics"]) == {"get"}
+
+
+def scrape(port: int) -> dict:
+    """``/metrics`` as {(sample name, sorted label items): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, headers, raw = http_request(port, "GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(raw.decode())
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_errors_and_time(embedded, images):
+    requests = "detr_http_requests_total"
+
+    def key(name, **labels):
+        return name, tuple(sorted(labels.items()))
+
+    before = scrape(embedded.port)
+    assert embedded.detect(png_bytes(images[0]))[0] == 200
+    assert embedded.detect(b"not an image")[0] == 400
+    assert embedded.request("GET", "/nothing/at/all")[0] == 404
+    after = scrape(embedded.port)
+    moved = {
+        k: after[k] - before.get(k, 0.0) for k in after if k[0].startswith("detr_http") and after[k] != before.get(k)
+    }
+    assert moved[key(requests, route="/detect", method="POST", status="200")] == 1
+    assert moved[key(requests, route="/detect", method="POST", status="400")] == 1
+    assert moved[key(requests, route="unmatched", method="GET", status="404")] == 1  # unknown paths share one label
+    assert moved[key("detr_http_errors_total", status="400")] == 1
+    assert moved[key("detr_http_errors_total", status="404")] == 1
+    assert moved[key("detr_http_request_duration_seconds_count", route="/detect")] == 2
+    assert moved[key("detr_http_request_duration_seconds_sum", route="/detect")] > 0
+    assert after[key("detr_http_requests_in_flight")] == 1  # the scrape itself
+    assert after[key("detr_workers_busy")] == 0 and after[key("detr_requests_waiting")] == 0
+    assert after[key("process_resident_memory_bytes")] > 0
+
+
+@contextlib.contextmanager
+def gated_app(gate: Path, **limits):
+    """``create_app`` with a GatedBackend injected, under uvicorn in a thread on 127.0.0.1 (port
+    from the OS): yields (port, app). Opens the gate on the way out, so that no call waits on."""
+    settings = Settings(host="127.0.0.1", port=0, **limits)
+    app = create_app(settings, DetectionService(settings, GatedBackend(gate)))
+    server = create_server(app, settings)
+    listener = listen_socket(settings.host, settings.port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "uvicorn to start")
+        yield listener.getsockname()[1], app
+    finally:
+        (gate / "open").touch()
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+def test_listening_socket_lets_asyncio_turn_nagle_off():
+    # asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP; without it a
+    # keep-alive answer written in parts waits for the client's delayed ACK
+    with listen_socket("127.0.0.1", 0) as listener, socket.create_connection(listener.getsockname()[:2]):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.proto == socket.IPPROTO_TCP
+
+
+def post_png(port: int):
+    status, headers, raw = http_request(port, "POST", "/detect", png_bytes(np.zeros((8, 8, 3), np.uint8)), PNG)
+    return status, headers, json.loads(raw)
+
+
+PNG = {"Content-Type": "image/png"}
+
+
+def test_full_workers_and_queue_answer_503_with_retry_after(tmp_path):
+    with gated_app(tmp_path, max_concurrency=1, max_queue=1) as (port, app), ThreadPoolExecutor(2) as clients:
+        pool = app.state.pool
+        running = clients.submit(post_png, port)
+        wait_until(lambda: len(list(tmp_path.glob("entered-*"))) == 1, "the first call to start")
+        waiting = clients.submit(post_png, port)
+        wait_until(lambda: pool.state()["waiting"] == 1, "the second request to wait")
+        status, headers, answer = post_png(port)
+        assert status == 503 and answer["status"] == 503 and "busy: 1 requests running and 1 waiting" in answer["error"]
+        assert int(headers["Retry-After"]) >= 1
+        metrics = scrape(port)
+        assert metrics["detr_workers_busy", ()] == 1 and metrics["detr_requests_waiting", ()] == 1
+        assert len(list(tmp_path.glob("entered-*"))) == 1  # one worker: the waiting call has not started
+        (tmp_path / "open").touch()
+        assert running.result(timeout=60)[0] == waiting.result(timeout=60)[0] == 200
+        wait_until(lambda: pool.admitted == 0, "the places to be given back")
+        assert post_png(port)[0] == 200
+
+
+def test_time_limit_answers_504_and_the_late_call_keeps_its_worker(tmp_path):
+    with gated_app(tmp_path, max_concurrency=1, max_queue=0, request_timeout_s=0.5) as (port, app):
+        pool = app.state.pool
+        started = time.monotonic()
+        status, _, answer = post_png(port)
+        assert status == 504 and answer == {
+            "error": "no answer within DETR_REQUEST_TIMEOUT_S=0.5 s: the model is slow or busy",
+            "status": 504,
+        }
+        assert 0.5 <= time.monotonic() - started < 30
+        # the call cannot be stopped: it keeps its worker, and the pool counts it until it ends
+        assert pool.state()["running"] == 1 and post_png(port)[0] == 503
+        (tmp_path / "open").touch()
+        wait_until(lambda: pool.admitted == 0, "the late call to end")
+        status, _, answer = post_png(port)
+        assert status == 200 and answer["detections"][0]["class_name"] == "thing"
+
+
+def test_sigterm_lets_the_request_in_flight_finish(tmp_path):
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    service = ServiceProcess(tmp_path / "service", {"GATE_FOLDER": str(gate)}, launcher_source=GATED_LAUNCHER)
+    with ThreadPoolExecutor(1) as client:
+        in_flight = client.submit(post_png, service.port)
+        wait_until(lambda: any(gate.glob("entered-*")), "the request to reach the model")
+        service.process.send_signal(signal.SIGTERM)
+
+        def refusing() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", service.port), timeout=5).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+
+        wait_until(refusing, "the service to stop accepting connections")
+        assert service.process.poll() is None  # still running: the request is in flight
+        (gate / "open").touch()
+        status, _, answer = in_flight.result(timeout=60)
+    assert status == 200 and answer["detections"][0]["class_name"] == "thing"
+    assert service.process.wait(timeout=60) == 0
+    report = service.stop()
+    assert report["exit"] == 0 and report["torch_loaded"] == [] and not report["detr_cpp_loaded"]
+    assert service.stdout_path.read_text().splitlines()[-2] == "detr_deploy.serve.service: stopped"  # then the report
 
 
 # ---------------------------------------------------------------------------- embedded: failures
@@ -687,10 +915,20 @@ def test_settings_from_environment():
         ({"DETR_BACKEND": "external", "DETR_MODEL_SERVER_URL": "ftp://x"}, "http"),
         ({"DETR_MODEL_NAME": "../etc"}, "DETR_MODEL_NAME"),
         ({"DETR_MODEL_SERVER_TIMEOUT": "0"}, "DETR_MODEL_SERVER_TIMEOUT must be positive"),
+        ({"DETR_MAX_CONCURRENCY": "0"}, "DETR_MAX_CONCURRENCY must be positive"),
+        ({"DETR_MAX_QUEUE": "-1"}, "DETR_MAX_QUEUE must be 0 or more"),
+        ({"DETR_REQUEST_TIMEOUT_S": "0"}, "DETR_REQUEST_TIMEOUT_S must be positive"),
     ]:
         with pytest.raises(ValueError, match=message):
             Settings.from_env(env)
     assert Settings.from_env({}).timeout_s == 30.0
+    defaults = Settings.from_env({})
+    assert (defaults.max_concurrency, defaults.max_queue) == (
+        len(os.sched_getaffinity(0)),
+        2 * defaults.max_concurrency,
+    )
+    chosen = Settings.from_env({"DETR_MAX_CONCURRENCY": "3", "DETR_MAX_QUEUE": "0", "DETR_REQUEST_TIMEOUT_S": "2.5"})
+    assert (chosen.max_concurrency, chosen.max_queue, chosen.request_timeout_s) == (3, 0, 2.5)
     assert check_threshold("0") == 0.0
     for bad in (1.0, -0.1, float("nan"), True, [0.5]):
         with pytest.raises(ValueError):

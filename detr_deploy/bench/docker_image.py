@@ -16,6 +16,7 @@ import shlex
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from detr_deploy.bench.sizes import distribution_size, requirement_closure
 from detr_deploy.paths import REPO_ROOT
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "image_commands",
     "DockerIgnore",
     "image_payload",
-    "installed_size",
 ]
 
 DOCKERFILE = REPO_ROOT / "pic2card_notes" / "Dockerfile"
@@ -189,19 +189,6 @@ def _files_under(root: Path, relative: str, ignore: DockerIgnore) -> Dict[str, i
     return found
 
 
-def installed_size(distribution: str) -> int:
-    """Bytes a pip-installed distribution takes (its RECORD), e.g. ``installed_size("torch")``."""
-    from importlib import metadata
-
-    files = metadata.distribution(distribution).files or []
-    total = 0
-    for item in files:
-        located = Path(item.locate())
-        if located.is_file():
-            total += located.stat().st_size
-    return total
-
-
 def image_payload(
     target: Optional[str] = None,
     context: Path = REPO_ROOT,
@@ -210,7 +197,8 @@ def image_payload(
 ) -> dict:
     """What the image for ``TARGET=<target>`` adds on top of its Python base image, measured
     from the build context (no Docker engine): the files its COPY instructions take (after
-    ``.dockerignore``) and the pip packages it installs (their size in this environment).
+    ``.dockerignore``) and the pip packages it installs with their dependencies (their size in this
+    environment).
 
     Returns ``{"target", "copied": {path: bytes}, "missing": [paths], "pip": {dist: bytes},
     "copied_bytes", "pip_bytes", "total_bytes"}``. ``missing`` lists COPY sources not in
@@ -232,7 +220,8 @@ def image_payload(
         for run in stage["runs"]:
             if re.search(r"\bpip3? install\b", run):
                 for name in re.findall(r"[\"']?([A-Za-z0-9_.\-]+)==", run):
-                    pip[name.lower()] = installed_size(name)
+                    for distribution in requirement_closure(name):  # pip brings the dependencies too
+                        pip[distribution] = distribution_size(distribution)
     return {
         "target": target or global_args.get("TARGET"),
         "copied": copied,

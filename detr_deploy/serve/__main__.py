@@ -1,5 +1,5 @@
 import sys
 
-from detr_deploy.serve.http import main
+from detr_deploy.serve.app import main
 
 sys.exit(main())

@@ -1,17 +1,17 @@
 """The pic2card detection service: an image in, the detections as JSON out, without torch.
 
 The service decodes an image (Pillow), hands it to a *backend* and returns the detections as
-JSON. It never imports torch: its dependencies are Python, numpy and Pillow, plus, for the
+JSON. It never imports torch: this module needs Python, numpy and Pillow, plus, for the
 embedded backend, this repository's C++ module ``detr_cpp`` and the libtorch libraries it
 links (the slim runtime folder of :mod:`detr_deploy.native.runtime_folder`). The HTTP side
-(``POST /detect``, ``GET /health``, ``python -m detr_deploy.serve``) is
-:mod:`detr_deploy.serve.http`; the configuration, :mod:`detr_deploy.serve.settings`.
+(``POST /detect``, ``GET /health``, ``python -m detr_deploy.serve``, the worker pool and the
+limits) is :mod:`detr_deploy.serve.app`; the configuration, :mod:`detr_deploy.serve.settings`.
 
 Backends, chosen by ``DETR_BACKEND``:
 
 ``embedded``
     the model runs in this process: ``detr_cpp.Detector`` (C++ and libtorch, GIL released
-    during inference, so the threaded server runs requests in parallel).
+    during inference, so the app's worker threads run requests in parallel).
 ``external``
     the model runs in a model server that speaks the KServe v2 inference protocol over
     HTTP (:mod:`detr_deploy.serve.kserve`).
@@ -29,8 +29,9 @@ Answer: ``{"detections": [{"label", "class_name", "score", "box": [x0, y0, x1, y
 pixels, sorted by score. Errors are JSON ``{"error": message, "status": code}``: 400 bad
 input (not an image, bad base64/JSON/threshold), 411 no Content-Length, 413 image too large
 (bytes or pixels), 415 wrong content type, 404/405 wrong path/method; 500 the model failed,
-502 the model server answered with an error, 503 the model server cannot be reached.
-No request can stop the process.
+502 the model server answered with an error, 503 the model server cannot be reached (or,
+from the app, every worker and queue place is taken), 504 no answer in time (the app's
+limit). No request can stop the process.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def _decode_base64(text) -> bytes:
 
 
 class DetectionService:
-    """What the HTTP handler calls: request bytes in, (status, JSON-able answer) out."""
+    """What the HTTP app calls, in a worker thread: request bytes in, (status, JSON-able answer) out."""
 
     def __init__(self, settings: Settings, backend: Optional[Backend] = None):
         self.settings = settings

@@ -13,6 +13,10 @@ Environment variables (command-line flags of ``python -m detr_deploy.serve`` ove
     DETR_MODEL_SERVER_BINARY  1 | 0: binary tensor data extension or plain JSON (default 1)
     DETR_MODEL_SERVER_TIMEOUT seconds per model-server call          (default 30)
     DETR_MAX_IMAGE_BYTES    largest accepted image, bytes            (default 10 MiB)
+    DETR_MAX_CONCURRENCY    requests decoded and inferred at once    (default: the CPUs this
+                            process may use)
+    DETR_MAX_QUEUE          requests waiting beyond those; more get 503 (default 2 x concurrency)
+    DETR_REQUEST_TIMEOUT_S  seconds from a request's arrival to its answer; later: 504 (default 60)
     DETR_SCORE_THRESHOLD    default threshold            (default: the model's own)
     DETR_HOST, PORT         where to listen                  (default 127.0.0.1, 8000)
     DETR_LOG_LEVEL          DEBUG | INFO | WARNING ... (one INFO line per request; default INFO)
@@ -34,6 +38,7 @@ __all__ = [
     "ServiceError",
     "Settings",
     "check_threshold",
+    "usable_cpus",
 ]
 
 BACKENDS = ("embedded", "external")
@@ -52,6 +57,9 @@ ENVIRONMENT_VARIABLES = (
     "DETR_MODEL_SERVER_BINARY",
     "DETR_MODEL_SERVER_TIMEOUT",
     "DETR_MAX_IMAGE_BYTES",
+    "DETR_MAX_CONCURRENCY",
+    "DETR_MAX_QUEUE",
+    "DETR_REQUEST_TIMEOUT_S",
     "DETR_SCORE_THRESHOLD",
     "DETR_HOST",
     "PORT",
@@ -90,6 +98,14 @@ def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be 1 or 0 (true/false), got {value!r}")
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 def check_threshold(value, what: str = "score_threshold") -> Optional[float]:
     """None, or a float in [0, 1); ValueError naming ``what`` otherwise."""
     if value is None:
@@ -119,6 +135,9 @@ class Settings:
     binary: bool = True
     timeout_s: float = 30.0
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_concurrency: Optional[int] = None  # None: usable_cpus()
+    max_queue: Optional[int] = None  # None: 2 x max_concurrency
+    request_timeout_s: float = 60.0
     score_threshold: Optional[float] = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -134,6 +153,16 @@ class Settings:
             raise ValueError(f"DETR_MODEL_NAME may hold letters, digits, '_', '.', '-', got {self.model_name!r}")
         if self.max_image_bytes <= 0:
             raise ValueError(f"DETR_MAX_IMAGE_BYTES must be positive, got {self.max_image_bytes}")
+        if self.max_concurrency is None:
+            object.__setattr__(self, "max_concurrency", usable_cpus())
+        if self.max_concurrency <= 0:
+            raise ValueError(f"DETR_MAX_CONCURRENCY must be positive, got {self.max_concurrency}")
+        if self.max_queue is None:
+            object.__setattr__(self, "max_queue", 2 * self.max_concurrency)
+        if self.max_queue < 0:
+            raise ValueError(f"DETR_MAX_QUEUE must be 0 or more, got {self.max_queue}")
+        if not self.request_timeout_s > 0:
+            raise ValueError(f"DETR_REQUEST_TIMEOUT_S must be positive, got {self.request_timeout_s}")
         if self.num_threads is not None and self.num_threads <= 0:
             raise ValueError(f"DETR_NUM_THREADS must be positive, got {self.num_threads}")
         if not self.timeout_s > 0:
@@ -147,6 +176,7 @@ class Settings:
         """Settings from ``environ`` (default ``os.environ``); ``overrides`` that are not None win."""
         environ = os.environ if environ is None else environ
         timeout = _env_number(environ, "DETR_MODEL_SERVER_TIMEOUT", float)
+        request_timeout = _env_number(environ, "DETR_REQUEST_TIMEOUT_S", float)
         values = dict(
             backend=environ.get("DETR_BACKEND", "embedded").strip().lower() or "embedded",
             model=environ.get("DETR_MODEL") or None,
@@ -158,6 +188,9 @@ class Settings:
             binary=_env_bool(environ, "DETR_MODEL_SERVER_BINARY", True),
             timeout_s=30.0 if timeout is None else timeout,
             max_image_bytes=_env_number(environ, "DETR_MAX_IMAGE_BYTES", int, DEFAULT_MAX_IMAGE_BYTES),
+            max_concurrency=_env_number(environ, "DETR_MAX_CONCURRENCY", int),
+            max_queue=_env_number(environ, "DETR_MAX_QUEUE", int),
+            request_timeout_s=60.0 if request_timeout is None else request_timeout,
             score_threshold=_env_number(environ, "DETR_SCORE_THRESHOLD", float),
             host=environ.get("DETR_HOST") or "127.0.0.1",
             port=_env_number(environ, "PORT", int, 8000),
