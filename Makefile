@@ -12,7 +12,7 @@ RUNTIMES_STAMP := $(VENV)/.installed-runtimes
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb notebooks/[0-9][0-9][a-z]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: setup setup-runtimes system-deps build runtime model-repository run lint test benchmark readme clean help
+.PHONY: setup setup-runtimes triton-env system-deps build runtime model-repository model-repository-python run lint test benchmark readme clean help
 
 help:
 	@echo "make run    - set up, then execute every notebook in order (outputs written back)"
@@ -23,6 +23,8 @@ help:
 	@echo "make setup-runtimes - also install the optional ONNX Runtime / OpenVINO extras"
 	@echo "make runtime          - assemble the slim runtime folder build/runtime (module + libtorch libs + demo model)"
 	@echo "make model-repository - write the Triton model repository for the demo model to build/model_repository"
+	@echo "make model-repository-python - the same for Triton's Python backend (build/model_repository_python)"
+	@echo "make triton-env       - the real model server's side environment build/triton-env (tests/test_model_server.py)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +55,15 @@ runtime: build
 model-repository: setup
 	$(PY) -m detr_deploy.export.model_repository --out build/model_repository --model data/models/demo.pt
 
+model-repository-python: build
+	$(PY) -m detr_deploy.export.model_repository --out build/model_repository_python --model data/models/demo.pt \
+		--backend python
+
+# The real model server for tests/test_model_server.py (Triton in the nvidia-pytriton wheel, numpy<2),
+# apart from $(VENV); without it those tests are skipped.
+triton-env: setup
+	@bash scripts/triton_env.sh
+
 # The full measurement of chapter 04 (about 20 minutes on 2 cores); writes data/benchmarks/.
 benchmark: build setup-runtimes
 	$(PY) -m detr_deploy.bench --out data/benchmarks
@@ -72,7 +83,7 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint build setup-runtimes
+test: lint build setup-runtimes triton-env
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS)
 
 clean:

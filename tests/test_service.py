@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import http.client
 import io
 import json
@@ -1103,12 +1104,19 @@ def test_model_server_errors_become_5xx(external, fake_server, images, tmp_path)
         assert down.stop()["exit"] == 0
 
 
-def test_plain_kserve_server_without_config_endpoint(fake_server, reference, images):
+def test_plain_kserve_server_without_config_endpoint(fake_server, reference, images, small_artefact):
     fake_server.config_endpoint = False
     try:
-        backend = ExternalBackend(Settings(backend="external", model_server_url=fake_server.url))
-        assert backend.metadata() == {} and backend.class_names == [] and backend.max_side is None
-        assert_identical(backend.detect(images[0], None), reference(images[0]))
+        settings = Settings(backend="external", model_server_url=fake_server.url)
+        backend = ExternalBackend(settings)
+        assert backend.metadata() == {} and backend.max_side is None
+        with pytest.raises(ServiceError, match="no class names for model 'pic2card_detr'") as error:
+            backend.detect(images[0], None)
+        assert error.value.status == 503
+        # the artefact's sidecar names the classes when the model server cannot
+        named = ExternalBackend(dataclasses.replace(settings, model_metadata=str(small_artefact.with_suffix(".json"))))
+        assert named.class_names == SMALL_CLASSES and named.max_side == 8192
+        assert_identical(named.detect(images[0], None), reference(images[0]))
         unknown = ExternalBackend(Settings(backend="external", model_server_url=fake_server.url, model_name="nope"))
         with pytest.raises(ServiceError, match="'nope' is not available") as error:
             unknown.metadata()

@@ -604,13 +604,19 @@ def main(argv: Optional[Sequence[str]] = None, backend: Optional[Backend] = None
     parser.add_argument("--runtime", help="runtime folder with detr_cpp and lib/ (embedded)")
     parser.add_argument("--model-server-url", help="KServe v2 model server, e.g. http://127.0.0.1:8001 (external)")
     parser.add_argument("--model-name", help=f"model name in the model server (default {DEFAULT_MODEL_NAME})")
+    parser.add_argument(
+        "--metadata",
+        dest="model_metadata",
+        help="artefact .pt/.json or model repository giving class names when the model server has no /config "
+        "(external)",
+    )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 in the Docker image)")
     parser.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--log-level", default=os.environ.get("DETR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        flags = ("backend", "model", "runtime", "model_server_url", "model_name", "host", "port")
+        flags = ("backend", "model", "runtime", "model_server_url", "model_name", "model_metadata", "host", "port")
         settings = Settings.from_env(**{name: getattr(args, name) for name in flags})
         app = create_app(settings, DetectionService(settings, backend))
         listener = listen_socket(settings.host, settings.port)

@@ -10,6 +10,8 @@ Environment variables (command-line flags of ``python -m detr_deploy.serve`` ove
     DETR_NUM_THREADS        torch intra-op threads for embedded      (default: libtorch's)
     DETR_MODEL_SERVER_URL   e.g. http://model-server:8000            (external)
     DETR_MODEL_NAME         model name in the model server    (default pic2card_detr)
+    DETR_MODEL_METADATA     artefact .pt/.json or model repository: class names when the model
+                            server has no /config (external)
     DETR_MODEL_SERVER_BINARY  1 | 0: binary tensor data extension or plain JSON (default 1)
     DETR_MODEL_SERVER_TIMEOUT seconds per model-server call          (default 30)
     DETR_MAX_IMAGE_BYTES    largest accepted image, bytes            (default 10 MiB)
@@ -54,6 +56,7 @@ ENVIRONMENT_VARIABLES = (
     "DETR_NUM_THREADS",
     "DETR_MODEL_SERVER_URL",
     "DETR_MODEL_NAME",
+    "DETR_MODEL_METADATA",
     "DETR_MODEL_SERVER_BINARY",
     "DETR_MODEL_SERVER_TIMEOUT",
     "DETR_MAX_IMAGE_BYTES",
@@ -132,6 +135,7 @@ class Settings:
     num_threads: Optional[int] = None
     model_server_url: Optional[str] = None
     model_name: str = DEFAULT_MODEL_NAME
+    model_metadata: Optional[str] = None
     binary: bool = True
     timeout_s: float = 30.0
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
@@ -185,6 +189,7 @@ class Settings:
             num_threads=_env_number(environ, "DETR_NUM_THREADS", int),
             model_server_url=environ.get("DETR_MODEL_SERVER_URL") or None,
             model_name=environ.get("DETR_MODEL_NAME") or DEFAULT_MODEL_NAME,
+            model_metadata=environ.get("DETR_MODEL_METADATA") or None,
             binary=_env_bool(environ, "DETR_MODEL_SERVER_BINARY", True),
             timeout_s=30.0 if timeout is None else timeout,
             max_image_bytes=_env_number(environ, "DETR_MAX_IMAGE_BYTES", int, DEFAULT_MAX_IMAGE_BYTES),
