@@ -8,11 +8,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUNTIMES_STAMP := $(VENV)/.installed-runtimes
+SCALE_STAMP := $(VENV)/.installed-scale
 # Chapters in reading order: 01_, 02_, 02b_, 03_, ... (sort puts "02_" before "02b_")
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb notebooks/[0-9][0-9][a-z]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: setup setup-runtimes triton-env system-deps build runtime model-repository model-repository-python run lint test benchmark readme clean help
+.PHONY: setup setup-runtimes setup-scale triton-env system-deps build runtime model-repository model-repository-python run lint test benchmark readme clean help
 
 help:
 	@echo "make run    - set up, then execute every notebook in order (outputs written back)"
@@ -21,6 +22,7 @@ help:
 	@echo "make setup  - create $(VENV) and install requirements.txt + this package (editable)"
 	@echo "make build  - build the cppimport module and the CMake program (cached)"
 	@echo "make setup-runtimes - also install the optional ONNX Runtime / OpenVINO extras"
+	@echo "make setup-scale    - also install the optional Ray extra (python -m detr_deploy.batch)"
 	@echo "make runtime          - assemble the slim runtime folder build/runtime (module + libtorch libs + demo model)"
 	@echo "make model-repository - write the Triton model repository for the demo model to build/model_repository"
 	@echo "make model-repository-python - the same for Triton's Python backend (build/model_repository_python)"
@@ -42,6 +44,13 @@ $(RUNTIMES_STAMP): $(STAMP) $(wildcard requirements-runtimes.txt)
 	@touch $(RUNTIMES_STAMP)
 
 setup-runtimes: $(RUNTIMES_STAMP)
+
+# Optional: Ray for batch detection over many images (python -m detr_deploy.batch); tests need it.
+$(SCALE_STAMP): $(STAMP) requirements-scale.txt
+	$(PY) -m pip install --quiet -r requirements-scale.txt
+	@touch $(SCALE_STAMP)
+
+setup-scale: $(SCALE_STAMP)
 
 system-deps:
 	@bash scripts/install_system_deps.sh
@@ -83,7 +92,7 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint build setup-runtimes triton-env
+test: lint build setup-runtimes setup-scale triton-env
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS)
 
 clean:

@@ -9,6 +9,7 @@ Subpackages (imported explicitly, so ``import detr_deploy`` stays light and torc
   the Triton model repository
 * ``native``  building and importing the C++ module ``detr_cpp``, the slim runtime folder, the
   ONNX Runtime / OpenVINO runners; no torch in Python
+* ``batch``   batch detection over many images on Ray (``python -m detr_deploy.batch``); no torch in Python
 * ``serve``   the detection service (``python -m detr_deploy.serve``); no torch in Python
 * ``bench``   the benchmark behind chapter 04 (``python -m detr_deploy.bench``)
 

@@ -1,6 +1,6 @@
 """The package's import rules (CONTRIBUTING.md), checked on the source and in a torch-free interpreter.
 
-* ``serve/`` and ``native/`` never import torch, directly or through another detr_deploy module: the
+* ``serve/``, ``native/`` and ``batch/`` never import torch, directly or through another detr_deploy module: the
   service image and the runtime folder carry no torch package.
 * ``model/`` imports nothing of training, data, export, serving or benchmarking: a model is usable alone.
 * nothing outside ``bench/`` imports ``bench/``: measuring sits on top of everything it measures.
@@ -22,7 +22,7 @@ from torch_free import BLOCK_TORCH
 
 PACKAGE = REPO_ROOT / "detr_deploy"
 TORCH_PACKAGES = {"torch", "torchvision"}
-TORCH_FREE = ("serve", "native")
+TORCH_FREE = ("serve", "native", "batch")
 # subpackage -> subpackages it must not import
 FORBIDDEN = {
     "model": {"data", "train", "export", "native", "serve", "bench"},
@@ -31,6 +31,7 @@ FORBIDDEN = {
     "serve": {"model", "data", "train", "export", "bench"},
     "native": {"model", "data", "train", "export", "serve", "bench"},
     "train": {"export", "native", "serve", "bench"},
+    "batch": {"model", "data", "train", "export", "serve", "bench"},
 }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from detr_deploy.batch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,147 @@
+"""The measurement in pic2card_notes/scaling.md: images/s of the serial C++ detector and of Ray actor pools.
+
+    .venv/bin/python -m detr_deploy.batch.throughput --images 64 --repeats 5 --pools 1x1,1x2,2x1
+
+The sample cards are copied (under distinct names) to ``--images`` files in a temporary folder. First
+the serial baseline: one ``DetectionPredictor`` in this process, for each thread count the pools use;
+then a local Ray cluster, and for each pool ``AxT`` (A actors of T threads) a full batch run into a
+fresh results file. Each run is repeated; the table gives medians with the range. "end to end" counts
+model loading (and, for Ray, actor start); "steady" is the rate after the first result. Every run's
+results are compared with the serial run of the same thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from detr_deploy.batch.pipeline import RayMissingError, import_ray, machine_cpus, run_on_ray, start_ray
+from detr_deploy.batch.predictor import DetectionPredictor, DetectorSettings
+from detr_deploy.batch.results import Summary
+from detr_deploy.cli import add_model_argument
+from detr_deploy.paths import MODELS_DIR, SAMPLES_DIR
+
+SAMPLE_IMAGES = SAMPLES_DIR / "images"
+# small batches: the first result, after which the rate counts as steady, holds few images
+BATCH_SIZE = 4
+
+
+def copy_samples(count: int, folder: Path) -> List[str]:
+    """``count`` image files in ``folder``: the sample cards in turn, each copy under its own name."""
+    samples = sorted(SAMPLE_IMAGES.glob("*.jpg"))
+    paths = []
+    for index in range(count):
+        sample = samples[index % len(samples)]
+        path = folder / f"{sample.stem}_copy{index // len(samples)}{sample.suffix}"
+        shutil.copyfile(sample, path)
+        paths.append(str(path))
+    return paths
+
+
+def serial_run(paths: Sequence[str], model: str, threads: int) -> Tuple[Summary, Dict[str, dict]]:
+    """One detector in this process, image after image; ``first_result_seconds`` is the model's loading."""
+    start = time.perf_counter()
+    predictor = DetectionPredictor(DetectorSettings(model, threads))
+    loaded = time.perf_counter() - start
+    results = {}
+    for path in paths:
+        line, _ = predictor.result_line(path)
+        results[path] = json.loads(line)
+    return Summary(images=len(paths), seconds=time.perf_counter() - start, first_result_seconds=loaded), results
+
+
+def ray_run(paths: Sequence[str], model: str, actors: int, threads: int, folder: Path) -> Tuple[Summary, dict]:
+    out = folder / f"results_{actors}x{threads}.jsonl"
+    out.unlink(missing_ok=True)
+    summary = run_on_ray(paths, out, DetectorSettings(model, threads), actors, BATCH_SIZE, progress=False)
+    records = (json.loads(line) for line in out.read_text().splitlines())
+    return summary, {record["source"]: record for record in records}
+
+
+def spread(values: Sequence[Optional[float]], digits: int = 1) -> str:
+    """``median (min-max)`` of the values that are not None."""
+    values = [value for value in values if value is not None]
+    if not values:
+        return "-"
+    median = f"{statistics.median(values):.{digits}f}"
+    return median if len(values) == 1 else f"{median} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def table_row(name: str, cores: int, summaries: Sequence[Summary], same: Optional[bool]) -> str:
+    return (
+        f"| {name} | {cores} | {spread([s.images_per_second for s in summaries])} "
+        f"| {spread([s.steady_images_per_second for s in summaries])} "
+        f"| {spread([s.first_result_seconds for s in summaries], 2)} "
+        f"| {'-' if same is None else 'yes' if same else 'NO'} |"
+    )
+
+
+def parse_pool(text: str) -> Tuple[int, int]:
+    try:
+        actors, threads = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a pool is ACTORSxTHREADS, e.g. 2x1; got {text!r}") from None
+    if actors < 1 or threads < 1:
+        raise argparse.ArgumentTypeError(f"actors and threads must be positive, got {text!r}")
+    return actors, threads
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m detr_deploy.batch.throughput", description=__doc__.split("\n")[0])
+    add_model_argument(parser, what="exported artefact (.pt) (default: data/models/demo.pt)")
+    parser.add_argument("--images", type=int, default=64, help="images per run (default: 64)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per configuration (default: 3)")
+    parser.add_argument(
+        "--pools",
+        type=lambda text: [parse_pool(part) for part in text.split(",")],
+        default=[(1, 1), (1, 2), (2, 1)],
+        help="actor pools as ACTORSxTHREADS, comma-separated (default: 1x1,1x2,2x1)",
+    )
+    args = parser.parse_args(argv)
+    model = os.path.abspath(args.model or MODELS_DIR / "demo.pt")
+    cores = machine_cpus()
+    if args.images < 1 or args.repeats < 1:
+        parser.error("--images and --repeats must be >= 1")
+    for actors, threads in args.pools:
+        if actors * threads > cores:
+            parser.error(f"pool {actors}x{threads} needs {actors * threads} CPUs, this machine has {cores}")
+    try:
+        import_ray()
+    except RayMissingError as error:
+        parser.error(str(error))
+    print(f"{args.images} images, {args.repeats} runs each, {cores} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print("| run | cores | images/s end to end | images/s steady | first result (s) | same results as serial |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory(prefix="detr_batch_throughput_") as temporary:
+        folder = Path(temporary)
+        paths = copy_samples(args.images, folder)
+        serial_results = {}
+        for threads in sorted({threads for _, threads in args.pools}):
+            runs = [serial_run(paths, model, threads) for _ in range(args.repeats)]
+            serial_results[threads] = runs[0][1]
+            print(table_row(f"serial, {threads} thread(s)", threads, [summary for summary, _ in runs], None))
+            sys.stdout.flush()
+        started = start_ray()
+        try:
+            for actors, threads in args.pools:
+                runs = [ray_run(paths, model, actors, threads, folder) for _ in range(args.repeats)]
+                same = all(results == serial_results[threads] for _, results in runs)
+                name = f"Ray, {actors} actor(s) x {threads} thread(s)"
+                print(table_row(name, actors * threads, [summary for summary, _ in runs], same))
+                sys.stdout.flush()
+        finally:
+            if started:
+                import_ray().shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
