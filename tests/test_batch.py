@@ -320,3 +320,20 @@ def test_the_embedded_service_deployment_sits_behind_a_service_and_an_autoscaler
         deployment["metadata"]["name"],
     )
     assert 1 <= autoscaler["spec"]["minReplicas"] <= autoscaler["spec"]["maxReplicas"]
+
+
+def test_throughput_rows_hold_median_and_range_of_each_rate():
+    from detr_deploy.batch.results import Summary
+    from detr_deploy.batch.throughput import csv_row, machine_description
+
+    # 10 images in 2 s with the first 2 after 0.5 s: 5 images/s end to end, 8 / 1.5 s steady
+    runs = [
+        Summary(images=10, seconds=seconds, first_result_seconds=0.5, first_batch_images=2) for seconds in (2, 4, 1)
+    ]
+    row = csv_row("ray", 2, 1, runs, True)
+    assert (row["images_per_s_median"], row["images_per_s_min"], row["images_per_s_max"]) == (5.0, 2.5, 10.0)
+    assert row["steady_images_per_s_median"] == round(8 / 1.5, 3) and row["first_result_s_max"] == 0.5
+    assert row["runs"] == 3 and row["same_as_serial"] is True
+    assert csv_row("serial", 0, 1, runs[:1], None)["same_as_serial"] == ""
+    machine = machine_description()
+    assert machine["cpus"] >= 1 and set(machine["vector_isa"]) <= {"avx2", "avx512f", "avx512_vnni", "amx_tile"}

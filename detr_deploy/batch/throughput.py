@@ -1,18 +1,21 @@
 """The measurement in pic2card_notes/scaling.md: images/s of the serial C++ detector and of Ray actor pools.
 
-    .venv/bin/python -m detr_deploy.batch.throughput --images 64 --repeats 5 --pools 1x1,1x2,2x1
+    .venv/bin/python -m detr_deploy.batch.throughput --images 64 --repeats 5 --pools 1x1,1x2,2x1 \
+        --csv data/benchmarks/batch_throughput.csv
 
 The sample cards are copied (under distinct names) to ``--images`` files in a temporary folder. First
 the serial baseline: one ``DetectionPredictor`` in this process, for each thread count the pools use;
 then a local Ray cluster, and for each pool ``AxT`` (A actors of T threads) a full batch run into a
 fresh results file. Each run is repeated; the table gives medians with the range. "end to end" counts
 model loading (and, for Ray, actor start); "steady" is the rate after the first result. Every run's
-results are compared with the serial run of the same thread count.
+results are compared with the serial run of the same thread count. ``--csv`` also writes the rows
+(medians, minima and maxima) for chapter 04.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -84,6 +87,34 @@ def table_row(name: str, cores: int, summaries: Sequence[Summary], same: Optiona
     )
 
 
+def csv_row(name: str, actors: int, threads: int, summaries: Sequence[Summary], same: Optional[bool]) -> dict:
+    row = {"run": name, "actors": actors, "threads_per_actor": threads, "runs": len(summaries)}
+    for column, values in (
+        ("images_per_s", [s.images_per_second for s in summaries]),
+        ("steady_images_per_s", [s.steady_images_per_second for s in summaries]),
+        ("first_result_s", [s.first_result_seconds for s in summaries]),
+    ):
+        values = [value for value in values if value is not None]
+        for statistic, function in (("median", statistics.median), ("min", min), ("max", max)):
+            row[f"{column}_{statistic}"] = round(function(values), 3) if values else ""
+    row["same_as_serial"] = "" if same is None else same
+    return row
+
+
+def machine_description() -> dict:
+    """What the numbers depend on: the CPU, its vector instruction sets, the cores, the load."""
+    model, flags = "", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    vector = [name for name in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if name in flags]
+    return {"cpu": model, "vector_isa": vector, "cpus": machine_cpus(), "load_average_1min": os.getloadavg()[0]}
+
+
 def parse_pool(text: str) -> Tuple[int, int]:
     try:
         actors, threads = (int(part) for part in text.lower().split("x"))
@@ -105,6 +136,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         default=[(1, 1), (1, 2), (2, 1)],
         help="actor pools as ACTORSxTHREADS, comma-separated (default: 1x1,1x2,2x1)",
     )
+    parser.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     args = parser.parse_args(argv)
     model = os.path.abspath(args.model or MODELS_DIR / "demo.pt")
     cores = machine_cpus()
@@ -124,10 +156,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         folder = Path(temporary)
         paths = copy_samples(args.images, folder)
         serial_results = {}
+        rows: List[dict] = []
         for threads in sorted({threads for _, threads in args.pools}):
             runs = [serial_run(paths, model, threads) for _ in range(args.repeats)]
             serial_results[threads] = runs[0][1]
-            print(table_row(f"serial, {threads} thread(s)", threads, [summary for summary, _ in runs], None))
+            summaries = [summary for summary, _ in runs]
+            print(table_row(f"serial, {threads} thread(s)", threads, summaries, None))
+            rows.append(csv_row("serial", 0, threads, summaries, None))
             sys.stdout.flush()
         started = start_ray()
         try:
@@ -135,11 +170,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                 runs = [ray_run(paths, model, actors, threads, folder) for _ in range(args.repeats)]
                 same = all(results == serial_results[threads] for _, results in runs)
                 name = f"Ray, {actors} actor(s) x {threads} thread(s)"
-                print(table_row(name, actors * threads, [summary for summary, _ in runs], same))
+                summaries = [summary for summary, _ in runs]
+                print(table_row(name, actors * threads, summaries, same))
+                rows.append(csv_row("ray", actors, threads, summaries, same))
                 sys.stdout.flush()
         finally:
             if started:
                 import_ray().shutdown()
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        machine = dict(machine_description(), images=args.images, repeats=args.repeats, date=time.strftime("%Y-%m-%d"))
+        args.csv.with_suffix(".json").write_text(json.dumps(machine, indent=2) + "\n")
+        print(f"wrote {args.csv} and {args.csv.with_suffix('.json').name}")
     return 0
 
 
