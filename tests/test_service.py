@@ -22,6 +22,7 @@ import dataclasses
 import http.client
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -482,11 +484,12 @@ def external(fake_server, tmp_path_factory):
 def test_health_reports_backend_and_model(embedded, small_artefact):
     status, headers, answer = embedded.request("GET", "/health")
     assert status == 200 and headers["Content-Type"] == "application/json"
+    assert "Server" not in headers  # no software or version advertised
     assert answer["status"] == "ok" and answer["backend"] == "embedded"
-    assert answer["model"] == str(small_artefact) and answer["optimized"] is False
+    assert answer["model"] == small_artefact.name and answer["optimized"] is False  # no absolute path
     assert answer["metadata"]["class_names"] == SMALL_CLASSES
     assert answer["metadata"]["input"]["max_side"] == 8192
-    assert answer["limits"] == {"max_image_bytes": MAX_IMAGE_BYTES}
+    assert answer["limits"] == {"max_image_bytes": MAX_IMAGE_BYTES, "max_image_pixels": 40_000_000}
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", answer["libtorch"])
 
 
@@ -588,6 +591,14 @@ BAD_REQUESTS = {
     "threshold too high": (None, "image/png?score_threshold=1.5", 400, r"score_threshold must be in \[0, 1\)"),
     "threshold not a number": (None, "image/png?score_threshold=abc", 400, "must be a number"),
     "json threshold": (b'{"image": "aGk=", "score_threshold": "high"}', "application/json", 400, "must be a number"),
+    "json threshold false": (
+        b'{"image": "aGk=", "score_threshold": false}',
+        "application/json",
+        400,
+        "must be a number",
+    ),
+    "json threshold true": (b'{"image": "aGk=", "score_threshold": true}', "application/json", 400, "must be a number"),
+    "json nested too deep": (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deep"),
     "unknown query": (None, "image/png?threshold=0.5", 400, "unknown query parameter"),
     "too many bytes": (b"\x89PNG" + bytes(MAX_IMAGE_BYTES), "image/png", 413, "exceeds the limit"),
     "too many bytes in base64": (
@@ -613,9 +624,15 @@ def test_bad_input_gets_4xx_with_a_message(embedded, images, case):
     assert embedded.request("GET", "/health")[0] == 200  # still serving
 
 
-def _raw_exchange(port: int, request: bytes) -> Tuple[int, dict]:
+def _raw_answer(port: int, request: bytes, rest: bytes = b"") -> Tuple[int, bytes, bytes]:
+    """(status, head, body) of what the server sends back until it closes the connection;
+    ``rest`` follows ``request`` after a pause, so that the server has read ``request`` alone."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
         connection.sendall(request)
+        if rest:
+            time.sleep(0.3)
+            with contextlib.suppress(OSError):  # the server may have answered and closed already
+                connection.sendall(rest)
         data = b""
         while True:
             chunk = connection.recv(65536)
@@ -623,7 +640,12 @@ def _raw_exchange(port: int, request: bytes) -> Tuple[int, dict]:
                 break
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
+    return int(head.split()[1]), head, body
+
+
+def _raw_exchange(port: int, request: bytes) -> Tuple[int, dict]:
+    status, _, body = _raw_answer(port, request)
+    return status, json.loads(body)
 
 
 def test_length_problems_are_refused_before_reading(embedded):
@@ -661,6 +683,120 @@ def test_chunked_body_past_the_limit_is_413(embedded):
     status, answer = _raw_exchange(embedded.port, head + body)  # returns once the server has closed
     assert status == 413 and f"more than {MAX_IMAGE_BYTES} bytes exceeds the limit" in answer["error"], answer
     assert embedded.request("GET", "/health")[0] == 200
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header says ``width`` x ``height``: refused from the header, never decoded."""
+    data = bytearray(png_bytes(np.zeros((1, 1), np.uint8), "1"))
+    header = data[12:29]  # IHDR chunk type and fields: the CRC covers both
+    header[4:12] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[12:29] = header
+    data[29:33] = zlib.crc32(bytes(header)).to_bytes(4, "big")
+    return bytes(data)
+
+
+def _blank_png(width: int, height: int) -> bytes:
+    """A real 1-bit PNG of ``width`` x ``height`` black pixels: a few KB of file."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+def test_pixel_bombs_are_refused_from_the_header_in_bounded_memory(embedded):
+    bomb = _blank_png(8192, 8192)  # within the model's 8192 per side: only the pixel budget refuses it
+    assert len(bomb) < 64 * 1024
+    status, _, answer = embedded.detect(bomb)
+    assert status == 413 and answer["status"] == 413, answer
+    assert "image 8192x8192 has more than DETR_MAX_IMAGE_PIXELS=40000000 pixels" in answer["error"]
+    with ThreadPoolExecutor(4) as clients:
+        statuses = list(clients.map(lambda _: embedded.detect(bomb)[0], range(4)))
+    assert statuses == [413] * 4
+    peak = peak_rss_bytes(embedded.process.pid)
+    assert peak < 1 << 30, f"peak RSS of the service {peak / 2**20:.0f} MiB"
+    status, _, answer = embedded.detect(_png_claiming(8193, 1))
+    assert status == 413 and "exceeds the model's limit of 8192 pixels per side" in answer["error"], answer
+    # past twice Image.MAX_IMAGE_PIXELS, Pillow refuses in Image.open, before the service's own checks
+    status, _, answer = embedded.detect(_png_claiming(20000, 20000))
+    assert status == 413 and "too many pixels: Image size (400000000 pixels)" in answer["error"], answer
+    assert embedded.request("GET", "/health")[0] == 200
+
+
+def test_pixel_budget_without_a_model_limit_and_pillows_bomb_check_answer_413(tmp_path):
+    # the gated backend has no max_side, as a model server may not say its own: the budget refuses
+    with gated_app(tmp_path) as (port, _):
+        status, _, raw = http_request(port, "POST", "/detect", _png_claiming(9000, 9000), PNG)
+        assert status == 413 and "more than DETR_MAX_IMAGE_PIXELS=40000000 pixels" in json.loads(raw)["error"]
+    # a budget above Pillow's own decompression-bomb limit (twice Image.MAX_IMAGE_PIXELS): Pillow refuses
+    with gated_app(tmp_path, max_image_pixels=10**9) as (port, _):
+        status, _, raw = http_request(port, "POST", "/detect", _png_claiming(14000, 14000), PNG)
+        answer = json.loads(raw)
+        assert status == 413 and answer["status"] == 413 and "too many pixels" in answer["error"], answer
+
+
+def test_large_jpegs_are_decoded_reduced_and_boxes_come_back_in_file_pixels(embedded):
+    # SMALL_PIPELINE resizes to at most 384 per side: a JPEG from 2 x 2 x 384 = 1536 on its longer side
+    # is decoded at a reduced scale that keeps at least 768; below that, at full size, pixel for pixel
+    below, above = make_test_image(1000, 1500, seed=3), make_test_image(1200, 1600, seed=4)
+    below_jpeg, above_jpeg = (jpeg_bytes(image) for image in (below, above))
+    assert np.array_equal(decode_image(below_jpeg, draft_side=768), decode_image(below_jpeg))
+    status, _, answer = embedded.detect(below_jpeg, "image/jpeg")
+    assert status == 200 and answer["image"] == {"width": 1500, "height": 1000}
+    reduced = decode_image(above_jpeg, draft_side=768)
+    assert reduced.shape == (600, 800, 3)
+    status, _, answer = embedded.detect(above_jpeg, "image/jpeg")
+    assert status == 200 and answer["image"] == {"width": 1600, "height": 1200}, answer
+    status, _, reduced_answer = embedded.detect(png_bytes(reduced))  # the same pixels, losslessly
+    assert status == 200, reduced_answer
+    expected = as_arrays(reduced_answer)
+    expected["boxes"] = expected["boxes"] * np.array([2, 2, 2, 2], np.float32)  # 1600 / 800, 1200 / 600
+    assert len(expected["scores"]) > 0
+    assert_identical(as_arrays(answer), expected)
+
+
+def jpeg_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_http_parser_refusals_are_uvicorns_plain_400(embedded):
+    # two different Content-Length headers (request smuggling): h11 refuses the request, uvicorn answers
+    # in plain text before the app sees it
+    conflicting = b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    status, head, body = _raw_answer(
+        embedded.port, conflicting + b"Content-Length: 5\r\nContent-Length: 7\r\n\r\nabcdefg"
+    )
+    assert status == 400 and b"content-type: text/plain" in head.lower()
+    assert body == b"Invalid HTTP request received."
+    # a request head still incomplete after 16 KiB (h11's limit): the same answer
+    status, head, body = _raw_answer(
+        embedded.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000, b"\r\n\r\n"
+    )
+    assert status == 400 and body == b"Invalid HTTP request received."
+    # a long head that arrives whole is parsed: the app answers it
+    status, _, body = _raw_answer(
+        embedded.port, b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 404 and json.loads(body)["status"] == 404
+    assert embedded.request("GET", "/health")[0] == 200
+
+
+def test_control_characters_in_paths_are_escaped_in_the_log(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="detr_deploy.serve.service")
+    with gated_app(tmp_path) as (port, _):
+        status, _, raw = http_request(port, "GET", "/x%0AGET%20/health%20200%1B%5B31m")
+    assert status == 404 and json.loads(raw)["status"] == 404
+    lines = [record.getMessage() for record in caplog.records if record.name == "detr_deploy.serve.service"]
+    assert "GET /x\\nGET /health 200\\x1b[31m 404" in "\n".join(lines), lines
+    assert not any("\n" in line or "\x1b" in line for line in lines)
 
 
 # ---------------------------------------------------------------------------- HTTP: description, metrics, limits
@@ -930,6 +1066,9 @@ def test_settings_from_environment():
     )
     chosen = Settings.from_env({"DETR_MAX_CONCURRENCY": "3", "DETR_MAX_QUEUE": "0", "DETR_REQUEST_TIMEOUT_S": "2.5"})
     assert (chosen.max_concurrency, chosen.max_queue, chosen.request_timeout_s) == (3, 0, 2.5)
+    assert Settings.from_env({"DETR_MAX_IMAGE_PIXELS": "1000"}).max_image_pixels == 1000
+    with pytest.raises(ValueError, match="DETR_MAX_IMAGE_PIXELS must be positive"):
+        Settings.from_env({"DETR_MAX_IMAGE_PIXELS": "0"})
     assert check_threshold("0") == 0.0
     for bad in (1.0, -0.1, float("nan"), True, [0.5]):
         with pytest.raises(ValueError):

@@ -253,7 +253,15 @@ class _Observe:
             self.metrics.observe(route, scope["method"], status, elapsed)
             query = scope.get("query_string", b"").decode("latin-1")
             target = scope["path"] + ("?" + query if query else "")
-            log.info("%s %s %d %.1f ms", scope["method"], target, status, 1e3 * elapsed)
+            log.info("%s %s %d %.1f ms", scope["method"], printable(target), status, 1e3 * elapsed)
+
+
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters as Python escapes (``\\n``, ``\\x1b``,
+    ``\\u2028``), and backslashes doubled: what a client put in its path cannot forge a log line."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(char if char.isprintable() and char != "\\" else repr(char)[1:-1] for char in text)
 
 
 # ---------------------------------------------------------------------------- /detect
@@ -426,7 +434,8 @@ DETECT_ERRORS = {
     400: "not an image, bad JSON or base64, bad score_threshold, unknown field or query parameter",
     408: "the body did not arrive within DETR_REQUEST_TIMEOUT_S",
     411: "no Content-Length (chunked bodies are not accepted)",
-    413: "more bytes than DETR_MAX_IMAGE_BYTES, or more pixels per side than the model's max_side",
+    413: "more bytes than DETR_MAX_IMAGE_BYTES, more pixels than DETR_MAX_IMAGE_PIXELS, "
+    "or more pixels per side than the model's max_side",
     415: "a content type other than image/*, application/octet-stream or application/json",
     500: "the model failed",
     502: "the model server answered with an error (external backend)",
@@ -567,8 +576,7 @@ def create_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
         lifespan="on",
         log_config=None,  # the root logger's configuration, as for the rest of the service
         access_log=False,  # the service logs one line per request itself
-        server_header=False,
-        headers=[("server", f"detr-service/{__version__}")],
+        server_header=False,  # no Server header: the answers do not advertise software or versions
         # requests in flight end within their time limit; this bounds a stalled upload
         timeout_graceful_shutdown=int(math.ceil(settings.request_timeout_s)) + 5,
     )

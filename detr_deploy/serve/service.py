@@ -27,11 +27,11 @@ Requests to ``POST /detect``:
 Answer: ``{"detections": [{"label", "class_name", "score", "box": [x0, y0, x1, y1]}],
 "image": {"width", "height"}, "score_threshold", "backend", "timings_ms"}``, boxes in input
 pixels, sorted by score. Errors are JSON ``{"error": message, "status": code}``: 400 bad
-input (not an image, bad base64/JSON/threshold), 411 no Content-Length, 413 image too large
-(bytes or pixels), 415 wrong content type, 404/405 wrong path/method; 500 the model failed,
-502 the model server answered with an error, 503 the model server cannot be reached (or,
-from the app, every worker and queue place is taken), 504 no answer in time (the app's
-limit). No request can stop the process.
+input (not an image, bad base64/JSON/threshold, JSON nested too deep), 411 no Content-Length,
+413 image too large (bytes, pixels in all or per side), 415 wrong content type, 404/405 wrong
+path/method; 500 the model failed, 502 the model server answered with an error, 503 the model
+server cannot be reached (or, from the app, every worker and queue place is taken), 504 no
+answer in time (the app's limit). No request can stop the process.
 """
 
 from __future__ import annotations
@@ -54,11 +54,21 @@ from detr_deploy.native.loader import load_detr_cpp
 from detr_deploy.serve.kserve import ExternalBackend
 from detr_deploy.serve.settings import ServiceError, Settings, check_threshold
 
-__all__ = ["Backend", "EmbeddedBackend", "decode_image", "DetectionService"]
+__all__ = ["Backend", "EmbeddedBackend", "decode_image", "decode_image_and_size", "DetectionService"]
+
+# A JPEG whose longer side is at least twice DRAFT_MARGIN x the model's resize target (its metadata's
+# preprocess.max_size) is decoded at 1/2, 1/4 or 1/8 scale (Pillow's draft, in the JPEG decoder), keeping at
+# least DRAFT_MARGIN x that target: the model still shrinks what it gets. Smaller images and other
+# formats are decoded at full size, so their detections are unchanged.
+DRAFT_MARGIN = 2
 
 
 class Backend(Protocol):
-    """What :class:`DetectionService` asks of a backend; the model's limits may be unknown (None)."""
+    """What :class:`DetectionService` asks of a backend; the model's limits may be unknown (None).
+
+    A backend may also have ``input_max_size``: the longer side the model resizes an image to at
+    most; with it, very large JPEGs are decoded at a reduced scale (see DRAFT_MARGIN).
+    """
 
     name: str
     class_names: List[str]
@@ -88,10 +98,11 @@ class EmbeddedBackend:
         self.class_names = list(self.detector.class_names)
         self.max_side = int(self.detector.max_side)
         self.default_threshold = float(self.detector.score_threshold)
+        self.input_max_size = int(self.metadata.get("preprocess", {}).get("max_size") or 0) or None
 
     def info(self) -> dict:
         return {
-            "model": self.model_path,
+            "model": Path(self.model_path).name,  # the file name only: /health does not reveal the file system
             "libtorch": self.detr_cpp.libtorch_version(),
             "optimized": bool(self.detector.optimized),
             "threads": int(self.detr_cpp.get_num_threads()),
@@ -107,33 +118,57 @@ class EmbeddedBackend:
             raise ServiceError(500, f"the model failed: {error}") from None
 
 
-def decode_image(data: bytes, max_side: Optional[int] = None) -> np.ndarray:
-    """Image file bytes -> uint8 RGB [H, W, 3]; ServiceError 400 (not an image) or 413 (too large).
+def decode_image(
+    data: bytes, max_side: Optional[int] = None, max_pixels: Optional[int] = None, draft_side: Optional[int] = None
+) -> np.ndarray:
+    """Image file bytes -> uint8 RGB [H, W, 3]; see :func:`decode_image_and_size`."""
+    return decode_image_and_size(data, max_side, max_pixels, draft_side)[0]
 
-    The size is checked from the header, before the pixels are decoded, against ``max_side``
-    (the model's limit) and Pillow's decompression-bomb limit.
+
+def decode_image_and_size(
+    data: bytes, max_side: Optional[int] = None, max_pixels: Optional[int] = None, draft_side: Optional[int] = None
+) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """Image file bytes -> (uint8 RGB [H, W, 3], the file's (width, height)); ServiceError 400 (not an
+    image) or 413 (too large).
+
+    The size is checked from the header, before the pixels are decoded, against ``max_side`` (the
+    model's limit per side) and ``max_pixels`` (width x height; default Pillow's decompression-bomb
+    limit). A JPEG whose longer side is at least twice ``draft_side`` is decoded at the smallest
+    scale (1/2, 1/4 or 1/8) that keeps ``draft_side`` on that side, so the array may be smaller
+    than the file's size.
     """
     if not data:
         raise ServiceError(400, "empty body: send the image bytes")
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
-            if max_side and max(width, height) > max_side:
-                raise ServiceError(
-                    413, f"image {width}x{height} exceeds the model's limit of {max_side} pixels per side"
-                )
-            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-                raise ServiceError(413, f"image {width}x{height} has more than {Image.MAX_IMAGE_PIXELS} pixels")
+            _check_size(width, height, max_side, max_pixels)
+            if draft_side and max(width, height) >= 2 * draft_side:
+                ratio = draft_side / max(width, height)
+                image.draft(image.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
             array = to_rgb_array(image)
     except ServiceError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ServiceError(413, f"the image has too many pixels: {error}") from None
     except UnidentifiedImageError:
         raise ServiceError(400, "the body is not an image Pillow can decode (PNG, JPEG, GIF, BMP, WebP, ...)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ServiceError(400, f"the image could not be decoded: {error}") from None
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ServiceError(400, f"the image is empty ({array.shape[1]}x{array.shape[0]})")
-    return array
+    return array, (width, height)
+
+
+def _check_size(width: int, height: int, max_side: Optional[int], max_pixels: Optional[int]) -> None:
+    """ServiceError 413 when the header's size passes a limit."""
+    if max_side and max(width, height) > max_side:
+        raise ServiceError(413, f"image {width}x{height} exceeds the model's limit of {max_side} pixels per side")
+    if max_pixels is not None:
+        if width * height > max_pixels:
+            raise ServiceError(413, f"image {width}x{height} has more than DETR_MAX_IMAGE_PIXELS={max_pixels} pixels")
+    elif Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+        raise ServiceError(413, f"image {width}x{height} has more than {Image.MAX_IMAGE_PIXELS} pixels")
 
 
 def _decode_base64(text) -> bytes:
@@ -176,7 +211,10 @@ class DetectionService:
             "backend": self.backend.name,
             "service_version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
-            "limits": {"max_image_bytes": self.settings.max_image_bytes},
+            "limits": {
+                "max_image_bytes": self.settings.max_image_bytes,
+                "max_image_pixels": self.settings.max_image_pixels,
+            },
             "score_threshold": self.settings.score_threshold,
         }
         try:
@@ -207,10 +245,20 @@ class DetectionService:
             )
         if threshold is None:
             threshold = self.settings.score_threshold
-        image = decode_image(data, self.backend.max_side)
+        input_max_size = getattr(self.backend, "input_max_size", None)
+        image, (width, height) = decode_image_and_size(
+            data,
+            self.backend.max_side,
+            self.settings.max_image_pixels,
+            DRAFT_MARGIN * input_max_size if input_max_size else None,
+        )
         decoded = time.perf_counter()
         found = self.backend.detect(image, threshold)
         inferred = time.perf_counter()
+        boxes = found["boxes"]
+        if image.shape[:2] != (height, width):  # decoded at a reduced scale: boxes back in the file's pixels
+            x_scale, y_scale = width / image.shape[1], height / image.shape[0]
+            boxes = boxes * np.array([x_scale, y_scale, x_scale, y_scale], np.float32)
         names = self.backend.class_names
         detections = [
             {
@@ -219,11 +267,11 @@ class DetectionService:
                 "score": float(score),
                 "box": [float(v) for v in box],
             }
-            for box, score, label in zip(found["boxes"], found["scores"], found["labels"].tolist(), strict=False)
+            for box, score, label in zip(boxes, found["scores"], found["labels"].tolist(), strict=False)
         ]
         return 200, {
             "detections": detections,
-            "image": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+            "image": {"width": width, "height": height},
             "score_threshold": threshold if threshold is not None else self.backend.default_threshold,
             "backend": self.backend.name,
             "timings_ms": {
@@ -251,6 +299,8 @@ class DetectionService:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
             raise ServiceError(400, f"the body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise ServiceError(400, "the body is not JSON the service reads: nested too deep") from None
         if not isinstance(payload, dict) or "image" not in payload:
             raise ServiceError(400, "JSON body must be an object with an 'image' field (base64 image bytes)")
         unknown = sorted(set(payload) - {"image", "score_threshold"})

@@ -15,6 +15,8 @@ Environment variables (command-line flags of ``python -m detr_deploy.serve`` ove
     DETR_MODEL_SERVER_BINARY  1 | 0: binary tensor data extension or plain JSON (default 1)
     DETR_MODEL_SERVER_TIMEOUT seconds per model-server call          (default 30)
     DETR_MAX_IMAGE_BYTES    largest accepted image, bytes            (default 10 MiB)
+    DETR_MAX_IMAGE_PIXELS   largest accepted image, width x height, checked from the header
+                            before decoding                          (default 40 million)
     DETR_MAX_CONCURRENCY    requests decoded and inferred at once    (default: the CPUs this
                             process may use)
     DETR_MAX_QUEUE          requests waiting beyond those; more get 503 (default 2 x concurrency)
@@ -36,6 +38,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_MAX_IMAGE_BYTES",
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "ENVIRONMENT_VARIABLES",
     "ServiceError",
     "Settings",
@@ -46,6 +49,9 @@ __all__ = [
 BACKENDS = ("embedded", "external")
 DEFAULT_MODEL_NAME = "pic2card_detr"
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# 40 megapixels decode to 120 MB of RGB, about 0.6 GB with Pillow's copy and the model's float input:
+# two at once (a 2-core container's workers) leave room in 4 GB
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 # What Settings.from_env reads (the module docstring describes each).
 ENVIRONMENT_VARIABLES = (
@@ -60,6 +66,7 @@ ENVIRONMENT_VARIABLES = (
     "DETR_MODEL_SERVER_BINARY",
     "DETR_MODEL_SERVER_TIMEOUT",
     "DETR_MAX_IMAGE_BYTES",
+    "DETR_MAX_IMAGE_PIXELS",
     "DETR_MAX_CONCURRENCY",
     "DETR_MAX_QUEUE",
     "DETR_REQUEST_TIMEOUT_S",
@@ -139,6 +146,7 @@ class Settings:
     binary: bool = True
     timeout_s: float = 30.0
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_concurrency: Optional[int] = None  # None: usable_cpus()
     max_queue: Optional[int] = None  # None: 2 x max_concurrency
     request_timeout_s: float = 60.0
@@ -157,6 +165,8 @@ class Settings:
             raise ValueError(f"DETR_MODEL_NAME may hold letters, digits, '_', '.', '-', got {self.model_name!r}")
         if self.max_image_bytes <= 0:
             raise ValueError(f"DETR_MAX_IMAGE_BYTES must be positive, got {self.max_image_bytes}")
+        if self.max_image_pixels <= 0:
+            raise ValueError(f"DETR_MAX_IMAGE_PIXELS must be positive, got {self.max_image_pixels}")
         if self.max_concurrency is None:
             object.__setattr__(self, "max_concurrency", usable_cpus())
         if self.max_concurrency <= 0:
@@ -193,6 +203,7 @@ class Settings:
             binary=_env_bool(environ, "DETR_MODEL_SERVER_BINARY", True),
             timeout_s=30.0 if timeout is None else timeout,
             max_image_bytes=_env_number(environ, "DETR_MAX_IMAGE_BYTES", int, DEFAULT_MAX_IMAGE_BYTES),
+            max_image_pixels=_env_number(environ, "DETR_MAX_IMAGE_PIXELS", int, DEFAULT_MAX_IMAGE_PIXELS),
             max_concurrency=_env_number(environ, "DETR_MAX_CONCURRENCY", int),
             max_queue=_env_number(environ, "DETR_MAX_QUEUE", int),
             request_timeout_s=60.0 if request_timeout is None else request_timeout,
