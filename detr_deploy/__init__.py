@@ -14,7 +14,8 @@ Subpackages (imported explicitly, so ``import detr_deploy`` stays light and torc
 * ``bench``   the benchmark behind chapter 04 (``python -m detr_deploy.bench``)
 
 and the modules ``evaluate`` (COCO mAP and matching), ``plotting`` (figures), ``cli`` (the shared
-``--model`` / ``--checkpoint`` arguments), ``images`` (decoding) and ``paths`` (repository locations).
+``--model`` / ``--checkpoint`` arguments), ``images`` (decoding), ``machine`` (CPUs and instruction sets)
+and ``paths`` (repository locations).
 CONTRIBUTING.md says what may import what.
 """
 

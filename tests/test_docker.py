@@ -54,6 +54,7 @@ SERVICE_FILES = [
     "detr_deploy/paths.py",
     "detr_deploy/images.py",
     "detr_deploy/cli.py",
+    "detr_deploy/machine.py",
     "detr_deploy/native/__init__.py",
     "detr_deploy/native/loader.py",
 ] + SERVICE_MODULES

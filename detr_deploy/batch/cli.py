@@ -21,13 +21,13 @@ from detr_deploy.batch.pipeline import (
     RayMissingError,
     cluster_cpus,
     import_ray,
-    machine_cpus,
     run_on_ray,
     start_ray,
 )
 from detr_deploy.batch.predictor import DetectorSettings
 from detr_deploy.batch.results import Summary, sources_already_done
 from detr_deploy.cli import add_model_argument
+from detr_deploy.machine import usable_cpus
 from detr_deploy.native.loader import load_detr_cpp
 from detr_deploy.paths import MODELS_DIR
 
@@ -105,10 +105,10 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--out {out}: is a folder; name a file")
     if not out.parent.is_dir():
         parser.error(f"--out {out}: the folder {out.parent} does not exist")
-    if not args.address and args.actors and args.actors * args.threads_per_actor > machine_cpus():
+    if not args.address and args.actors and args.actors * args.threads_per_actor > usable_cpus():
         parser.error(
             f"--actors {args.actors} x --threads-per-actor {args.threads_per_actor} needs more CPUs "
-            f"than the local cluster has ({machine_cpus()})"
+            f"than the local cluster has ({usable_cpus()})"
         )
     try:
         import_ray()

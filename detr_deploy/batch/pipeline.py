@@ -20,13 +20,13 @@ from typing import Optional, Sequence, Union
 
 from detr_deploy.batch.predictor import DetectionPredictor, DetectorSettings
 from detr_deploy.batch.results import Summary
+from detr_deploy.machine import usable_cpus
 
 __all__ = [
     "RAY_INSTALL_HINT",
     "RayMissingError",
     "cluster_cpus",
     "import_ray",
-    "machine_cpus",
     "run_on_ray",
     "start_ray",
 ]
@@ -50,13 +50,6 @@ def import_ray():
     return ray
 
 
-def machine_cpus() -> int:
-    """The cores this process may run on (its affinity mask, not the whole machine's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def start_ray(address: Optional[str] = None) -> bool:
     """Join the cluster at ``address``, or start a local one sized to this machine: no dashboard,
     warnings only, a small object store. Returns False (and does nothing) when Ray is already
@@ -72,7 +65,7 @@ def start_ray(address: Optional[str] = None) -> bool:
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
         ray.init(
             address="local",  # a new cluster even where RAY_ADDRESS names another
-            num_cpus=machine_cpus(),
+            num_cpus=usable_cpus(),
             include_dashboard=False,
             object_store_memory=LOCAL_OBJECT_STORE_BYTES,
             logging_level=logging.WARNING,

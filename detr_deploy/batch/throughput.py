@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from detr_deploy.batch.pipeline import RayMissingError, import_ray, machine_cpus, run_on_ray, start_ray
+from detr_deploy.batch.pipeline import RayMissingError, import_ray, run_on_ray, start_ray
 from detr_deploy.batch.predictor import DetectionPredictor, DetectorSettings
 from detr_deploy.batch.results import Summary
 from detr_deploy.cli import add_model_argument
+from detr_deploy.machine import cpu_isa_flags, cpu_model, usable_cpus
 from detr_deploy.paths import MODELS_DIR, SAMPLES_DIR
 
 SAMPLE_IMAGES = SAMPLES_DIR / "images"
@@ -103,16 +104,8 @@ def csv_row(name: str, actors: int, threads: int, summaries: Sequence[Summary], 
 
 def machine_description() -> dict:
     """What the numbers depend on: the CPU, its vector instruction sets, the cores, the load."""
-    model, flags = "", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and not model:
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    vector = [name for name in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if name in flags]
-    return {"cpu": model, "vector_isa": vector, "cpus": machine_cpus(), "load_average_1min": os.getloadavg()[0]}
+    vector = [name for name in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if name in cpu_isa_flags()]
+    return {"cpu": cpu_model(), "vector_isa": vector, "cpus": usable_cpus(), "load_average_1min": os.getloadavg()[0]}
 
 
 def parse_pool(text: str) -> Tuple[int, int]:
@@ -139,7 +132,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     args = parser.parse_args(argv)
     model = os.path.abspath(args.model or MODELS_DIR / "demo.pt")
-    cores = machine_cpus()
+    cores = usable_cpus()
     if args.images < 1 or args.repeats < 1:
         parser.error("--images and --repeats must be >= 1")
     for actors, threads in args.pools:

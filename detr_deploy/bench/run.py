@@ -54,6 +54,7 @@ from detr_deploy.bench.settings import CACHE_DIR, FULL, MODELS, QUICK, Settings
 from detr_deploy.bench.size_tables import size_rows
 from detr_deploy.bench.timing import summarise, time_interleaved
 from detr_deploy.bench.tuning import tune
+from detr_deploy.machine import cpu_model, usable_cpus
 from detr_deploy.paths import MODELS_DIR, relative
 
 __all__ = ["machine_info", "add_ratios", "run_benchmark", "main"]
@@ -61,28 +62,16 @@ __all__ = ["machine_info", "add_ratios", "run_benchmark", "main"]
 
 def machine_info(threads: Sequence[int]) -> dict:
     """CPU model, core counts, threads used, OS and library versions (for benchmark.json)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {"python": platform.python_version()}
     for name in ("torch", "torchvision", "numpy", "pillow", "onnxruntime", "openvino", "opencv-python-headless"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": affinity,
+        "usable_cores": usable_cpus(),
         "threads_used": list(threads),
         "system": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),

@@ -16,7 +16,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -24,6 +24,7 @@ from torch import nn
 from detr_deploy.export import artefact, program
 from detr_deploy.export.artefact import METADATA_FILE, write_sidecar
 from detr_deploy.export.program import DEFAULT_EXAMPLE_SIZE, as_pipeline, export_program, program_metadata
+from detr_deploy.machine import ISA_FLAGS, cpu_isa_flags
 from detr_deploy.native.runners import AOTI_FORMAT
 from detr_deploy.native.runtime_folder import replace_needed
 from detr_deploy.paths import BUILD_DIR, MODELS_DIR, relative
@@ -42,32 +43,6 @@ __all__ = [
 
 # freezing folds weights into the compiled graph as constants (slightly faster here).
 DEFAULT_INDUCTOR_CONFIGS = {"freezing": True}
-
-# x86 instruction-set extensions (as /proc/cpuinfo names them) that compiled code may use.
-# Inductor compiles a package with -march=native: it may use any of them the building CPU
-# has, and on a CPU without one the process dies of SIGILL. So a package records the
-# building CPU's set, and loading it (C++ Detector, load_aoti) refuses a CPU that lacks one.
-ISA_FLAGS = frozenset(
-    "sse sse2 ssse3 sse4_1 sse4_2 sse4a popcnt avx avx2 fma fma4 f16c bmi1 bmi2 lzcnt movbe adx "
-    "aes pclmulqdq sha_ni gfni vaes vpclmulqdq avx_vnni avx_vnni_int8 avx_ifma avx_ne_convert "
-    "avx512f avx512dq avx512cd avx512bw avx512vl avx512ifma avx512vbmi avx512_vbmi2 avx512_vnni "
-    "avx512_bitalg avx512_vpopcntdq avx512_bf16 avx512_fp16 avx512_vp2intersect "
-    "amx_tile amx_bf16 amx_int8 amx_fp16".split()
-)
-
-
-def cpu_isa_flags(cpuinfo: Union[str, Path] = "/proc/cpuinfo") -> list:
-    """The instruction-set extensions of this CPU (sorted; empty where /proc/cpuinfo has no
-    x86 ``flags`` line, e.g. on ARM or macOS: nothing is then recorded or checked)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return sorted(ISA_FLAGS.intersection(value.split()))
-    return []
 
 
 def _compiled_for(configs: dict) -> dict:

@@ -34,6 +34,8 @@ import urllib.parse
 from dataclasses import dataclass, fields
 from typing import Mapping, Optional
 
+from detr_deploy.machine import usable_cpus
+
 __all__ = [
     "BACKENDS",
     "DEFAULT_MODEL_NAME",
@@ -106,14 +108,6 @@ def _env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be 1 or 0 (true/false), got {value!r}")
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no sched_getaffinity on this platform
-        return max(1, os.cpu_count() or 1)
 
 
 def check_threshold(value, what: str = "score_threshold") -> Optional[float]:
