@@ -216,15 +216,16 @@ def run_benchmark(
     cli: bool = True,
     do_sizes: bool = True,
     command: Optional[str] = None,
+    progress: bool = True,
 ) -> dict:
     """Run everything ``settings`` asks for and write the files into ``out``; returns the
-    benchmark.json content. The caller's torch thread count is restored afterwards, since
-    the sweeps change it process-wide."""
+    benchmark.json content. ``progress`` shows a tqdm bar on stderr. The caller's torch thread
+    count is restored afterwards, since the sweeps change it process-wide."""
     import torch
 
     threads_before = torch.get_num_threads()
     try:
-        return _run_benchmark(settings, out, runtimes, cli, do_sizes, command)
+        return _run_benchmark(settings, out, runtimes, cli, do_sizes, command, progress)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -279,7 +280,13 @@ def _time_size(
 
 
 def _run_benchmark(
-    settings: Settings, out, runtimes: Optional[Sequence[str]], cli: bool, do_sizes: bool, command: Optional[str]
+    settings: Settings,
+    out,
+    runtimes: Optional[Sequence[str]],
+    cli: bool,
+    do_sizes: bool,
+    command: Optional[str],
+    progress: bool,
 ) -> dict:
     import torch
     from tqdm import tqdm
@@ -301,8 +308,8 @@ def _run_benchmark(
         len(settings.sizes) + ((len(settings.threads) - 1) + (len(settings.batches) - 1)) for _ in settings.models
     )
     total = groups + (len(settings.models) if settings.tuning else 0) + (1 if do_sizes else 0)
-    progress = tqdm(total=total, desc="benchmark", file=sys.stderr, dynamic_ncols=False, ncols=100, mininterval=1.0)
-    record = Record(progress)
+    bar = tqdm(total=total, desc="benchmark", file=sys.stderr, ncols=100, mininterval=1.0, disable=not progress)
+    record = Record(bar)
     artefacts = Artefacts(cached_only=("aoti",) if settings.aoti == "cached" else ())
     image_dir = CACHE_DIR / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +340,7 @@ def _run_benchmark(
         record.peak[threads] = max(record.peak[threads], gemm_peak_gflops(threads))
     _set_threads(max(settings.threads))
     sizes_table, models_table = size_rows(record, artefacts, built_models) if do_sizes else ([], [])
-    progress.close()
+    bar.close()
 
     for row in record.latency:  # against the final peak
         row["fraction_of_peak"] = round(row["achieved_gflops"] / record.peak[row["threads"]], 4)
