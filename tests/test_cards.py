@@ -162,47 +162,87 @@ def _band(arr: np.ndarray, box, width: int = 2) -> np.ndarray:
     return arr[mask]
 
 
-def test_controls_cover_ink_and_are_tight(clean):
-    checked = Counter()
+def _ink_margins(arr: np.ndarray, box, contrast: int):
+    """Margins (left, top, right, bottom) between a box's edges and the ink inside it, and the ink's
+    height; the background is the commonest colour on the box's own 1-px border."""
+    x0, y0, x1, y1 = box
+    inside = arr[y0:y1, x0:x1]
+    border = np.concatenate([inside[0], inside[-1], inside[:, 0], inside[:, -1]])
+    colours, counts = np.unique(border.reshape(-1, 3), axis=0, return_counts=True)
+    ink = np.abs(inside - colours[counts.argmax()]).max(axis=2) > contrast
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(rows) == 0:
+        return None
+    margins = (cols[0], rows[0], ink.shape[1] - 1 - cols[-1], ink.shape[0] - 1 - rows[-1])
+    return margins, rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def _inside(inner, outer) -> bool:
+    return inner[0] >= outer[0] and inner[1] >= outer[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def test_choice_boxes_hold_glyph_and_text_with_a_margin(clean):
+    """pic2card's convention: a radio button / checkbox box encloses the glyph and its label text,
+    with a margin of clear background around the ink (measured here from the pixels)."""
+    margins, wide, count = [], 0, Counter()
     for seed, (image, labels) in clean.items():
         arr = np.asarray(image).astype(np.int16)
         for label in labels:
             if label["category"] not in ("radiobutton", "checkbox"):
                 continue
-            x0, y0, x1, y1 = _box_ints(label["bbox"])
-            band = _band(arr, (x0, y0, x1, y1))
-            # the 2-px band outside the control is flat background ...
-            assert len(band) > 0
-            assert (band == band[0]).all(), (seed, label)
-            background = band[0]
-            inside = arr[y0:y1, x0:x1]
-            diff = np.abs(inside - background).max(axis=2)
-            # ... and the control's ink reaches every edge of its box
-            assert diff[0, :].max() > 20 and diff[-1, :].max() > 20, (seed, label)
-            assert diff[:, 0].max() > 20 and diff[:, -1].max() > 20, (seed, label)
-            assert (diff > 20).mean() > 0.15, (seed, label)
-            checked[label["category"]] += 1
-    assert checked["radiobutton"] >= 5 and checked["checkbox"] >= 5, checked
+            measured = _ink_margins(arr, _box_ints(label["bbox"]), contrast=20)
+            assert measured is not None, (seed, label)
+            (left, top, right, bottom), ink_h, ink_w = measured
+            margins.append((left / ink_h, top / ink_h, right / ink_h, bottom / ink_h))
+            wide += ink_w > 2 * ink_h  # glyph plus a word or more of text
+            count[label["category"]] += 1
+    assert count["radiobutton"] >= 5 and count["checkbox"] >= 5, count
+    assert wide >= 0.9 * sum(count.values()), (wide, count)
+    median = np.median(np.array(margins), axis=0)
+    # every side has a margin, larger on the right, as on the real cards (about 0.25-0.35 of the
+    # ink height left/top/bottom, about 0.7 right)
+    assert (median[[0, 1, 3]] > 0.1).all() and (median[[0, 1, 3]] < 0.6).all(), median
+    assert median[2] > median[0], median
 
 
-def test_text_and_rating_boxes_are_tight(clean):
-    checked = Counter()
+def test_text_boxes_have_a_margin_and_buttons_are_textboxes(clean):
+    """A textbox is one text block with a margin; each action button is a textbox inside its action set."""
+    margins, checked, buttons = [], 0, 0
+    for image, labels in clean.values():
+        arr = np.asarray(image).astype(np.int16)
+        actionsets = [label["bbox"] for label in labels if label["category"] == "actionset"]
+        for label in labels:
+            if label["category"] != "textbox":
+                continue
+            if any(_inside(label["bbox"], a) for a in actionsets):
+                buttons += 1
+                continue
+            measured = _ink_margins(arr, _box_ints(label["bbox"]), contrast=8)
+            if measured is None:  # clipped away at the card's edge
+                continue
+            (left, top, right, bottom), ink_h, _ = measured
+            margins.append(min(left, top, right, bottom) > 0)
+            checked += 1
+    assert checked > 200 and buttons > 10, (checked, buttons)
+    # neighbours' ink may reach into a margin now and then; almost every box has clear margins
+    assert np.mean(margins) > 0.9, np.mean(margins)
+
+
+def test_rating_boxes_are_tight(clean):
+    checked = 0
     for seed, (image, labels) in clean.items():
         arr = np.asarray(image).astype(np.int16)
         for label in labels:
-            if label["category"] not in ("textbox", "rating"):
+            if label["category"] != "rating":
                 continue
             x0, y0, x1, y1 = _box_ints(label["bbox"])
             band = _band(arr, (x0, y0, x1, y1), width=1)
             colours, counts = np.unique(band.reshape(-1, 3), axis=0, return_counts=True)
-            background = colours[counts.argmax()]
-            diff = np.abs(arr[y0:y1, x0:x1] - background).max(axis=2)
-            # light-grey empty stars have little contrast; text has plenty
-            least = 3 if label["category"] == "rating" else 8
+            diff = np.abs(arr[y0:y1, x0:x1] - colours[counts.argmax()]).max(axis=2)
             for edge in (diff[0, :], diff[-1, :], diff[:, 0], diff[:, -1]):
-                assert edge.max() > least, (seed, label)
-            checked[label["category"]] += 1
-    assert checked["textbox"] > 200 and checked["rating"] >= 3, checked
+                assert edge.max() > 3, (seed, label)  # light-grey empty stars have little contrast
+            checked += 1
+    assert checked >= 3, checked
 
 
 def test_image_boxes_differ_from_background(clean):
@@ -223,15 +263,20 @@ def test_actionset_is_one_box_around_all_buttons():
     found = 0
     for seed in range(80):
         image, labels = render_card(seed, jpeg=False, rescale=False)
-        actionsets = [label for label in labels if label["category"] == "actionset"]
-        texts = [label for label in labels if label["category"] == "textbox"]
+        actionsets = [label["bbox"] for label in labels if label["category"] == "actionset"]
+        texts = [label["bbox"] for label in labels if label["category"] == "textbox"]
         for a in actionsets:
-            ax0, ay0, ax1, ay1 = a["bbox"]
-            # captions of buttons are not labelled as text boxes: no textbox lies inside an action set
-            for t in texts:
-                tx0, ty0, tx1, ty1 = t["bbox"]
-                inside = tx0 >= ax0 and ty0 >= ay0 and tx1 <= ax1 and ty1 <= ay1
-                assert not inside, (seed, a, t)
+            # its buttons are textboxes that reach its edges: the action set is their union
+            # (link-style captions carry a text margin, so they may stick out by a few pixels)
+            inside = [t for t in texts if _inside(t, (a[0] - 12, a[1] - 12, a[2] + 12, a[3] + 12))]
+            assert inside, (seed, a)
+            union = (
+                min(t[0] for t in inside),
+                min(t[1] for t in inside),
+                max(t[2] for t in inside),
+                max(t[3] for t in inside),
+            )
+            assert _inside(a, union), (seed, a, union)
             found += 1
     assert found > 10
 
@@ -502,11 +547,31 @@ def test_draw_labels_marks_boxes_in_class_colours():
     assert same.tobytes() == drawn.tobytes()
 
 
-def test_labelled_elements_do_not_overlap(clean):
+def test_labelled_elements_overlap_only_by_their_margins(clean):
+    """Distinct elements share at most the margins of their boxes; an action set holds its buttons."""
+    worst = 0.0
     for seed, (_, labels) in clean.items():
-        boxes = np.array([label["bbox"] for label in labels])
+        kept = [label for label in labels if label["category"] != "actionset"]
+        boxes = np.array([label["bbox"] for label in kept]).reshape(-1, 4)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         for i in range(len(boxes)):
             ix = np.minimum(boxes[i, 2], boxes[i + 1 :, 2]) - np.maximum(boxes[i, 0], boxes[i + 1 :, 0])
             iy = np.minimum(boxes[i, 3], boxes[i + 1 :, 3]) - np.maximum(boxes[i, 1], boxes[i + 1 :, 1])
-            overlapping = np.flatnonzero((ix > 0) & (iy > 0))
-            assert overlapping.size == 0, (seed, labels[i], [labels[i + 1 + k] for k in overlapping])
+            shared = np.clip(ix, 0, None) * np.clip(iy, 0, None) / np.minimum(areas[i], areas[i + 1 :])
+            if shared.size:
+                k = int(shared.argmax())
+                assert shared[k] < 0.35, (seed, kept[i], kept[i + 1 + k])
+                worst = max(worst, float(shared[k]))
+    assert worst > 0  # margins do touch neighbours now and then, as on pic2card's real labels
+
+
+def test_generated_voc_files_name_their_image_relatively(tmp_path):
+    out = generate_dataset(tmp_path / "set", 1, 4, formats=("voc",), progress=False)
+    xml = out / "images" / "card_00000.xml"
+    recorded = ET.parse(xml).getroot().findtext("path")
+    assert recorded == "images/card_00000.jpg" and not Path(recorded).is_absolute()
+    image_path, *_ = read_voc(xml, CLASS_NAMES)
+    assert image_path == out / "images" / "card_00000.jpg" and image_path.is_file()
+    # the shipped samples carry no machine's absolute path either
+    for sample in sorted((REPO / "data" / "samples" / "images").glob("*.xml")):
+        assert not Path(ET.parse(sample).getroot().findtext("path")).is_absolute(), sample

@@ -6,6 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,6 +150,68 @@ def test_short_run_checkpoints_logs_and_resumes(tmp_path):
     assert not any(key.startswith("aids") for key in model.state_dict())
     result = evaluate(out / "checkpoint.pth", _tiny_folder(tmp_path), backend="numpy")
     assert set(result) >= {"map", "map50", "per_class"}
+
+
+def test_fine_tuning_starts_from_a_checkpoint_and_freezes_stages(tmp_path):
+    first = tmp_path / "first"
+    assert main(TINY + ["--out", str(first), "--val-synthetic", "0", "--num-train", "8", "--steps", "1"]) == 0
+    start = load_model(first / "model.pth").state_dict()
+
+    tuned = tmp_path / "tuned"
+    settings = ["--out", str(tuned), "--val-synthetic", "0", "--num-train", "8", "--steps", "2", "--seed", "9"]
+    assert main(TINY + settings + ["--checkpoint", str(first / "model.pth"), "--freeze-stages", "1"]) == 0
+    after = load_model(tuned / "model.pth").state_dict()
+    frozen = [k for k in start if k.startswith(("backbone.0.body.conv1.", "backbone.0.body.layer1.")) and "weight" in k]
+    trained = [k for k in start if k.startswith("transformer.") and k.endswith("weight")]
+    assert frozen and trained
+    # frozen stages keep the checkpoint's weights exactly; the rest moved away from them
+    assert all(torch.equal(start[k], after[k]) for k in frozen)
+    assert any(not torch.equal(start[k], after[k]) for k in trained)
+    # a fresh model of seed 9 differs from the checkpoint: the run really started from it
+    fresh = tmp_path / "fresh"
+    assert (
+        main(TINY + ["--out", str(fresh), "--val-synthetic", "0", "--num-train", "8", "--steps", "1", "--seed", "9"])
+        == 0
+    )
+    assert not torch.equal(load_model(fresh / "model.pth").state_dict()[frozen[0]], start[frozen[0]])
+
+    with pytest.raises(ValueError, match="stages"):
+        main(TINY + ["--out", str(tmp_path / "bad"), "--val-synthetic", "0", "--steps", "1", "--freeze-stages", "9"])
+
+
+def test_stop_signal_to_the_process_group_saves_and_ends_cleanly(tmp_path):
+    """SIGTERM to the whole group (Ctrl-C in a terminal, a job scheduler) reaches the DataLoader
+    workers too; they ignore it, and training saves its checkpoint and exits 0."""
+    out = tmp_path / "run"
+    argv = TINY + [
+        "--out",
+        str(out),
+        "--val-synthetic",
+        "0",
+        "--num-train",
+        "64",
+        "--workers",
+        "1",
+        "--steps",
+        "100000",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "detr_deploy.train", *argv], start_new_session=True, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.time() + 180
+        while not (out / "log.csv").is_file() or len((out / "log.csv").read_text().splitlines()) < 3:
+            assert process.poll() is None and time.time() < deadline, "training did not start"
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr
+    log = json.loads((out / "log.json").read_text())
+    assert log["status"] == "interrupted" and log["step"] >= 2
+    assert torch.load(out / "checkpoint.pth", weights_only=True)["step"] == log["step"]
 
 
 def _tiny_folder(tmp_path: Path) -> Path:

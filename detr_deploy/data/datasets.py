@@ -28,6 +28,7 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import time
 import warnings
@@ -318,7 +319,13 @@ class CardDataset(Dataset):
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: give each worker's augmentation its own random stream."""
+    """DataLoader ``worker_init_fn``: give each worker's augmentation its own random stream.
+
+    Workers ignore SIGINT and SIGTERM: Ctrl-C or a stop signal sent to the whole process group
+    reaches the training process, which saves a checkpoint and ends cleanly (a killed worker
+    would abort it instead); the workers end with it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     dataset = info.dataset
     if getattr(dataset, "augment", None) is not None:

@@ -8,7 +8,8 @@ is ``--time-budget``), with the same default and help; a ``bool`` field is a swi
     train(TrainConfig(out="runs/cpu", device="cpu", steps=30))
 
 :meth:`TrainConfig.from_argv` parses a command line, :meth:`TrainConfig.to_argv` writes one back.
-Training has no flag that names a weights file: ``--resume`` continues from ``OUT/checkpoint.pth``.
+``--checkpoint FILE`` starts from a saved model's weights (fine-tuning; its architecture overrides the
+model flags); ``--resume`` continues a run from ``OUT/checkpoint.pth`` and takes precedence.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class TrainConfig:
 
     out: str = _option(help="output folder (checkpoint, weights, logs)", section="run")
     resume: bool = _option(False, "continue from OUT/checkpoint.pth if it exists")
+    checkpoint: Optional[str] = _option(
+        None, "fine-tune: start from these weights (a detr_deploy checkpoint, which fixes the architecture)"
+    )
     device: str = _option("auto", choices=["cpu", "cuda", "auto"])
     time_budget: float = _option(
         0.0, "stop cleanly after this many seconds of training (counted across resumes); 0 = none"
@@ -76,6 +80,9 @@ class TrainConfig:
 
     num_queries: int = _option(64, "object queries (cards hold up to ~60 elements)", section="model")
     dropout: float = _option(0.0)
+    freeze_stages: int = _option(
+        0, "freeze the ResNet stem and its first N stages (1: stem and layer1, as official DETR trains)"
+    )
     model_json: str = _option("{}", "other detr_small overrides as JSON, e.g. '{\"d_model\": 192}'")
 
     batch_size: int = _option(8, section="optimisation")

@@ -60,7 +60,7 @@ from torch import Tensor, nn
 
 from detr_deploy.data.datasets import class_names
 from detr_deploy.model.box_ops import box_cxcywh_to_xyxy
-from detr_deploy.model.checkpoint import save_checkpoint
+from detr_deploy.model.checkpoint import load_checkpoint, read_state_dict, save_checkpoint
 from detr_deploy.model.detr import DETR, DETRConfig, build_detr, detr_small
 from detr_deploy.train.config import TrainConfig, build_parser
 from detr_deploy.train.losses import SetCriterion, TrainingQueries
@@ -252,6 +252,18 @@ class Learner:
     scaler: torch.amp.GradScaler
 
 
+def freeze_backbone_stages(model: DETR, stages: int) -> None:
+    """No gradients for the ResNet stem and ``layer1..layer{stages}``: backward stops before them."""
+    if stages == 0:
+        return
+    body = model.backbone[0].body
+    layers = [name for name, _ in body.named_children() if name.startswith("layer")]
+    if not 0 <= stages <= len(layers):
+        raise ValueError(f"--freeze-stages {stages}: the backbone has {len(layers)} stages")
+    for name in ["conv1", "bn1"] + layers[:stages]:
+        getattr(body, name).requires_grad_(False)
+
+
 def build_learner(
     config: TrainConfig, names: Sequence[str], runtime: Runtime, saved_model_config: Optional[dict] = None
 ) -> Learner:
@@ -268,6 +280,7 @@ def build_learner(
             **json.loads(config.model_json),
         )
     model_config = model.config
+    freeze_backbone_stages(model, config.freeze_stages)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
         aids = TrainingQueries(
@@ -547,6 +560,24 @@ def _read_resume_state(config: TrainConfig, path: Path) -> Optional[dict]:
     return None
 
 
+def _start_weights(config: TrainConfig) -> Optional[Tuple[Dict[str, Tensor], dict]]:
+    """``--checkpoint``: its weights and the model configuration it carries (which must name these classes)."""
+    if not config.checkpoint:
+        return None
+    state, extra = read_state_dict(config.checkpoint)
+    saved = extra.get("config")
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"--checkpoint {config.checkpoint}: not a detr_deploy checkpoint (it carries no model configuration)"
+        )
+    if list(saved.get("class_names") or []) != class_names():
+        raise ValueError(
+            f"--checkpoint {config.checkpoint}: its classes {saved.get('class_names')} "
+            f"are not the card classes {class_names()}"
+        )
+    return state, saved
+
+
 def start_run(config: TrainConfig) -> TrainingRun:
     """Device and seeds, the model and its optimiser, the data; with ``--resume`` the saved state."""
     out = Path(config.out)
@@ -555,7 +586,12 @@ def start_run(config: TrainConfig) -> TrainingRun:
     seed_everything(config.seed)
     names = class_names()
     state = _read_resume_state(config, out / CHECKPOINT_NAME)
-    learner = build_learner(config, names, runtime, state["config"] if state is not None else None)
+    start_weights = _start_weights(config) if state is None else None
+    saved_config = state["config"] if state is not None else start_weights[1] if start_weights else None
+    learner = build_learner(config, names, runtime, saved_config)
+    if start_weights is not None:
+        load_checkpoint(learner.model, start_weights[0])
+        print(f"fine-tuning from {config.checkpoint}", file=sys.stderr)
     setup_start = time.time()
     data = build_data(config, runtime.device, names, out)
     run = TrainingRun(config, out, runtime, names, learner, data, setup_seconds=time.time() - setup_start)

@@ -8,35 +8,42 @@ spacing scale. Roughly 60 % of the cards come from 14 hand-written templates (we
 report, flight update, restaurant review, poll, form, activity update, product, gallery, news,
 reminder, survey, profile, task list), the rest are random compositions of the same elements.
 
-Labelling policy (class index: name)
+Labelling policy: pic2card's conventions, as its labelled real cards show them
+(``data/pic2card_real_val``, chapter 03 draws both side by side)
 
-* ``0 textbox`` — every TextBlock: titles, subtitles, whole wrapped paragraphs (one box per
-  block), captions, FactSet titles and values (one box each), the label next to a radio button /
-  checkbox / toggle (its own box), the value and count text next to a star rating, and input
-  labels above Input.Text fields. Boxes are tight around the rendered ink (alpha >= 1/8).
-* ``1 radiobutton`` — the circle of an expanded single-select ChoiceSet, checked or not; the box
-  covers the circle only.
-* ``2 checkbox`` — the square of Input.Toggle or of a multi-select expanded ChoiceSet.
-* ``3 actionset`` — one box around the whole row (or vertical stack) of 1-4 buttons; the button
-  captions are *not* labelled separately.
-* ``4 image`` — pictures (photo crops of matplotlib's sample images, procedural photos,
-  landscapes, textures, charts, logos), round "person" avatars and small icons. Opaque images are
-  boxed by their extent; icons with transparent parts by their visible pixels.
-* ``5 rating`` — the row of five stars only.
+==================  =========================================================================
+class               box
+==================  =========================================================================
+``0 textbox``       one text block: a title, a whole wrapped paragraph, a caption, each FactSet
+                    title and value, the value and count beside a rating, the placeholder or
+                    value text inside an input field or drop-down (not the field's frame), and
+                    each action button as a whole (a link-style action: its caption)
+``1 radiobutton``   one choice of a single-select ChoiceSet: the circle *and its label text*
+``2 checkbox``      one choice of a multi-select ChoiceSet or an Input.Toggle: the square and
+                    its label text
+``3 actionset``     the whole row (or vertical stack) of 1-4 buttons, around the buttons' boxes
+                    (not labelled in pic2card's real subset; kept as its class list implies)
+``4 image``         pictures, avatars and icons (not labelled in the real subset; kept)
+``5 rating``        the row of five stars only (not labelled in the real subset; kept)
+==================  =========================================================================
 
-Not labelled at all: the card background, containers, separators, and **input fields**
-(Input.Text / Number / Date / Time boxes and compact ChoiceSet drop-downs) *including the
-placeholder or value text drawn inside them* — text inside an input frame is part of the input,
-not a TextBlock, and pic2card has no input class.
+Text and choice boxes have a margin around the ink as pic2card's annotators drew them (measured
+on the real cards: about a quarter of the font size on the left, top and bottom, half of it on
+the right; :data:`~detr_deploy.data.cards.elements.TEXT_MARGIN`); button, image and rating boxes
+are their drawn extent. Not labelled: the card background, containers, separators and the frames
+of input fields.
+
+Capture effects per seed: rescaling x0.6-1.3 with a random filter, slight blur (8 %), sensor-like
+noise (10 %) and JPEG compression at quality 40-95.
 
 Everything is deterministic per seed: ``render_card(s)`` returns byte-identical pixels and labels
-on a given machine (font discovery also looks at ``/usr/share/fonts``, so a machine with other
-system fonts makes other — equally valid — images).
+on every machine with the pinned packages, since the fonts come from pip packages (matplotlib's
+DejaVu, Roboto, Lato, Source Sans Pro, Hanken Grotesk), never from the system.
 
 Parts (each a module of this package)
 
 * :mod:`~detr_deploy.data.cards.text` — pseudo-English words, names, dates, money and captions;
-* :mod:`~detr_deploy.data.cards.fonts` — font discovery and families;
+* :mod:`~detr_deploy.data.cards.fonts` — the pip-installed fonts, grouped into families;
 * :mod:`~detr_deploy.data.cards.masks` — anti-aliased shape masks (rounded rectangles, rings, stars);
 * :mod:`~detr_deploy.data.cards.pictures` — picture content (photo crops, procedural images, icons);
 * :mod:`~detr_deploy.data.cards.theme` — light and dark colour themes;

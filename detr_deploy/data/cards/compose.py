@@ -138,6 +138,10 @@ def _render_raw(
         labels = [(x0 * sx, y0 * sy, x1 * sx, y1 * sy, c) for x0, y0, x1, y1, c in labels]
     else:
         rng.random()  # keep the stream aligned with the rescaled branch
+    if rescale and rng.random() < 0.1:  # sensor-like noise, as in photographed or re-encoded cards
+        sigma = rng.uniform(2.0, 6.0)
+        noisy = np.asarray(img, dtype=np.float32) + nrng.normal(0.0, sigma, (img.height, img.width, 1))
+        img = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
     quality = int(round(40 + 55 * rng.random() ** 0.6))
     iw, ih = img.size
     out: List[Dict[str, Any]] = []
@@ -252,7 +256,7 @@ def generate_dataset(
         classes = np.asarray([a["category_id"] for a in labels], dtype=np.int64)
         if "voc" in formats:
             write_voc(
-                images_dir / f"{name}.xml", image_path.resolve(), img.width, img.height, boxes, classes, CLASS_NAMES
+                images_dir / f"{name}.xml", Path("images") / image_path.name, img.width, img.height, boxes, classes, CLASS_NAMES
             )
         records.append(
             {

@@ -19,7 +19,7 @@ from detr_deploy.data.cards.masks import (
     _tick_mask,
 )
 from detr_deploy.data.cards.theme import _mix
-from detr_deploy.data.classes import ACTIONSET, CHECKBOX, RADIO, RATING
+from detr_deploy.data.classes import ACTIONSET, CHECKBOX, RADIO, RATING, TEXTBOX
 
 
 def _draw_control(ctx: _Ctx, kind: str, x: int, y: int, s: int, checked: bool, style: int) -> None:
@@ -99,12 +99,17 @@ class ChoiceSet(_El):
             ty = y + ry + max(0, (s - lh) // 2) if lh < s else y + ry
             cy = y + ry + max(0, (lh - s) // 2) if lh >= s else y + ry
             _draw_control(ctx, "check" if self.multi else "radio", x, cy, s, i in self.selected, self.style)
-            ctx.label((x, cy, x + s, cy + s), CHECKBOX if self.multi else RADIO)
+            block.do_label = False  # pic2card boxes a choice as one: the glyph and its label text
             block.draw(ctx, x + s + self.label_gap, ty, max(20, width - s - self.label_gap))
+            box = (x, cy, x + s, cy + s)
+            if block.ink is not None:
+                box = (x, min(cy, block.ink[1]), block.ink[2], max(cy + s, block.ink[3]))
+            ctx.label_text(box, CHECKBOX if self.multi else RADIO, block.em)
 
 
 class InputText(_El):
-    """Input.Text / Number / Date / Time or a compact ChoiceSet. Nothing inside is labelled."""
+    """Input.Text / Number / Date / Time or a compact ChoiceSet: the frame is not labelled, the
+    placeholder or value text inside it is a textbox (as in pic2card's labels)."""
 
     def __init__(self, placeholder: str, lines: int = 1, kind: str = "text", value: bool = False):
         self.placeholder, self.lines, self.kind, self.value = placeholder, lines, kind, value
@@ -146,7 +151,7 @@ class InputText(_El):
             color="default" if self.value else t.placeholder,
             wrap=self.lines > 1,
             max_lines=self.lines,
-            label=False,
+            label=True,
         )
         block.measure(ctx, max(20, text_w))
         font = block._font(ctx)
@@ -354,12 +359,16 @@ class ActionSet(_El):
             block.measure(ctx, w)
             before = len(ctx.labels)
             block.draw(ctx, bx, by + (self.bh - block.h) // 2, w)
-            caption = ctx.labels[before:]
-            del ctx.labels[before:]  # captions are part of the action set, not textboxes
-            if st == "link":  # the visible extent of a link-style action is its caption
-                ink += [tuple(int(v) for v in lab[:4]) for lab in caption]
+            del ctx.labels[before:]
+            # pic2card labels each button as a textbox (the whole button; a link: its caption),
+            # and the row of buttons is the action set
+            if st == "link":
+                if block.ink is not None:
+                    ink.append(block.ink)
+                    ctx.label_text(block.ink, TEXTBOX, block.em)
             else:
                 ink.append((bx, by, bx + w, by + self.bh))
+                ctx.label((bx, by, bx + w, by + self.bh), TEXTBOX)
         if ink:
             ctx.label(
                 (min(b[0] for b in ink), min(b[1] for b in ink), max(b[2] for b in ink), max(b[3] for b in ink)),

@@ -17,6 +17,10 @@ from detr_deploy.data.cards.theme import _make_theme, _mix
 from detr_deploy.data.classes import IMAGE, TEXTBOX, Color
 
 
+# margins of text labels (left, top, right, bottom) in units of the font size, see _Ctx.label_text
+TEXT_MARGIN = (0.22, 0.28, 0.5, 0.25)
+
+
 class _Ctx:
     """Mutable state of one card rendering."""
 
@@ -88,6 +92,22 @@ class _Ctx:
 
     def label(self, box: Tuple[float, float, float, float], cls: int) -> None:
         self.labels.append((float(box[0]), float(box[1]), float(box[2]), float(box[3]), cls))
+
+    def label_text(self, box: Tuple[float, float, float, float], cls: int, em: float) -> None:
+        """Label text (or a control with its text) as pic2card's annotators drew it: around the ink
+        with a margin, measured on the real cards at about a quarter of the font size on the left,
+        top and bottom and half of it on the right."""
+        x0, y0, x1, y1 = box
+        left, top, right, bottom = (m * em for m in TEXT_MARGIN)
+        self.label(
+            (
+                math.floor(x0 - left),
+                math.floor(y0 - top),
+                math.ceil(x1 + right),
+                math.ceil(y1 + bottom),
+            ),
+            cls,
+        )
 
     def fill(self, color: Color, x: int, y: int, mask: Image.Image) -> None:
         self.img.paste(color, (x, y, x + mask.width, y + mask.height), mask)
@@ -203,11 +223,14 @@ class TextBlock(_El):
         else:
             mask = mask.crop((0, 0, width, self.h))
         bbox = _threshold_bbox(mask)
+        self.ink = None
+        self.em = font.size
         if bbox is None:
             return
         ctx.fill(ctx.color(self.color), x, y, mask)
+        self.ink = (x + bbox[0], y + bbox[1], x + bbox[2], y + bbox[3])
         if self.do_label:
-            ctx.label((x + bbox[0], y + bbox[1], x + bbox[2], y + bbox[3]), TEXTBOX)
+            ctx.label_text(self.ink, TEXTBOX, font.size)
 
 
 class ImageEl(_El):

@@ -1,4 +1,10 @@
-"""Font discovery (matplotlib's fonts and ``/usr/share/fonts``) grouped into families with weights and styles."""
+"""The fonts cards are drawn with, grouped into families with weights and styles.
+
+Only fonts that pip installs are used, never the system's, so a card renders identically on every
+machine: matplotlib's DejaVu family plus four open-licensed UI sans families from PyPI (Roboto,
+Apache 2.0; Lato, Source Sans Pro and Hanken Grotesk, SIL OFL 1.1; each package carries its
+licence), close to the Segoe UI / Helvetica / Roboto / Lato text of real card hosts.
+"""
 
 from __future__ import annotations
 
@@ -47,17 +53,42 @@ _SKIP_FONT = (
 )
 
 
-def _font_paths() -> List[str]:
-    paths: List[str] = []
-    try:
-        import matplotlib
+# pip packages that ship .ttf/.otf files in their ``files`` folder (requirements.txt pins them)
+FONT_PACKAGES = ("font_roboto", "font_lato", "font_source_sans_pro", "font_hanken_grotesk")
 
-        paths += sorted(glob.glob(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "*.ttf")))
-    except Exception:  # pragma: no cover - matplotlib is a dependency
-        pass
-    for pattern in ("/usr/share/fonts/**/*.ttf", "/usr/share/fonts/**/*.otf"):
-        paths += sorted(glob.glob(pattern, recursive=True))
+
+def _font_paths() -> List[str]:
+    import importlib
+
+    import matplotlib
+
+    paths = sorted(glob.glob(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "*.ttf")))
+    for package in FONT_PACKAGES:
+        try:
+            folder = os.path.join(os.path.dirname(importlib.import_module(package).__file__), "files")
+        except ImportError as error:
+            raise RuntimeError(
+                f"the card generator needs the font package {package!r} (pip install -r requirements.txt)"
+            ) from error
+        # one file per style: the .ttf where a package ships both .ttf and .otf
+        found = {}
+        for path in sorted(glob.glob(os.path.join(folder, "*.otf"))) + sorted(glob.glob(os.path.join(folder, "*.ttf"))):
+            found[os.path.splitext(os.path.basename(path))[0]] = path
+        paths += sorted(found.values())
     return paths
+
+
+# how often a family is picked: mostly UI sans faces, as real card hosts use
+_FAMILY_WEIGHTS = {
+    "Roboto": 5.0,
+    "Source Sans Pro": 4.0,
+    "Lato": 3.0,
+    "DejaVu Sans": 3.0,
+    "Hanken Grotesk": 2.0,
+    "DejaVu Serif": 0.6,
+    "DejaVu Sans Mono": 0.3,
+    "STIXGeneral": 0.3,
+}
 
 
 @lru_cache(maxsize=1)
@@ -77,6 +108,8 @@ def _font_families() -> Tuple[_Family, ...]:
         if "condensed" in tokens:
             family += " Condensed"
             tokens = [t for t in tokens if t != "condensed"]
+        if "medium" in tokens or "black" in tokens:  # between the four slots a card uses
+            continue
         bold = "bold" in tokens or "semibold" in tokens
         italic = "italic" in tokens or "oblique" in tokens
         light = any(t in tokens for t in ("light", "extralight", "thin"))
@@ -114,17 +147,7 @@ def _font_families() -> Tuple[_Family, ...]:
             continue
         bold = found.get((family, "bold"), regular)
         italic = found.get((family, "italic"), regular)
-        lower = family.lower()
-        if "mono" in lower:
-            weight = 0.4
-        elif "condensed" in lower and "sans" in lower:
-            weight = 4.0
-        elif "sans" in lower:
-            weight = 6.0
-        elif "serif" in lower or "stix" in lower:
-            weight = 0.9
-        else:
-            weight = 2.0
+        weight = _FAMILY_WEIGHTS.get(family, 1.0)
         families.append(
             _Family(
                 family,
