@@ -23,7 +23,16 @@ from detr_deploy.bench import artefacts, coldstart, sizes, tuning
 from detr_deploy.bench.artefacts import Artefacts
 from detr_deploy.bench.flops import conv2d_flops, count_flops, detr_flops, gemm_peak_gflops, linear_flops
 from detr_deploy.bench.inputs import decode, make_image
-from detr_deploy.bench.report import load_results
+from detr_deploy.bench.report import (
+    CAVEATS,
+    decision_table,
+    goals,
+    load_results,
+    markdown_table,
+    tie_group,
+    variant_label,
+    within_noise,
+)
 from detr_deploy.bench.run import add_ratios, machine_info, run_benchmark
 from detr_deploy.bench.runtimes import RUNTIMES, Context
 from detr_deploy.bench.settings import MODELS, ModelSpec, Settings
@@ -172,6 +181,149 @@ def test_efficientdet_rows_are_cited():
     assert [row["model"] for row in rows] == [f"EfficientDet-D{i}" for i in range(8)]
     assert all(row["source"].startswith("cited: Tan, Pang, Le") for row in rows)
     assert rows[0]["params"] == 3_900_000 and rows[0]["fp32_bytes"] == 15_600_000
+
+
+def _fake_wheel(folder: Path, name: str, version: str, requires=(), payload: int = 3000) -> Path:
+    """A pure-Python wheel with one module of ``payload`` bytes (pip installs it offline)."""
+    import zipfile
+
+    package = name.replace("-", "_")
+    info = f"{package}-{version}.dist-info"
+    files = {
+        f"{package}_payload/__init__.py": "x = 1\n" + "#" * payload + "\n",
+        f"{info}/METADATA": "\n".join(
+            ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+            + [f"Requires-Dist: {requirement}" for requirement in requires]
+        )
+        + "\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in files) + f"{info}/RECORD,,\n"
+    wheel = folder / f"{package}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+def test_cpu_wheel_rows_measure_the_installed_wheel(tmp_path):
+    wheel = _fake_wheel(tmp_path, "faketorch", "9.9.0+cpu", requires=["packaging", 'absent-extra; extra == "x"'])
+    assert sizes.wheel_version(wheel) == "9.9.0+cpu"
+    assert sizes.wheel_requirements(wheel) == ["packaging"]  # the extra's requirement is not followed
+    installed = sizes.installed_wheel_size(wheel)
+    assert installed > 3000  # the module, its compiled copy and the dist-info
+    rows, reason = sizes.cpu_torch_wheel_rows({"packaging": 700, "numpy": 10, "pillow": 5}, wheel=wheel)
+    assert reason is None
+    by_category = {row["category"]: row for row in rows}
+    assert by_category["package"]["item"] == "torch 9.9.0+cpu (CPU-only wheel), installed"  # named as torch
+    assert by_category["package"]["bytes"] == installed
+    assert by_category["package_group"]["bytes"] == installed + 700  # packaging at the size given
+    assert by_category["deployment"]["bytes"] == installed + 700 + 15  # + numpy + pillow
+
+
+def test_cpu_wheel_rows_say_why_when_there_is_no_wheel(tmp_path, monkeypatch):
+    monkeypatch.delenv(sizes.CPU_WHEEL_ENV, raising=False)
+    monkeypatch.setattr(sizes, "CPU_WHEEL_DIRS", (tmp_path,))
+    assert sizes.find_cpu_torch_wheel() is None
+    rows, reason = sizes.cpu_torch_wheel_rows({})
+    assert rows == [] and "no CPU-only torch wheel" in reason and str(tmp_path) in reason
+
+
+# ---------------------------------------------------------------------------- the decision table
+
+
+def _hand_made_results():
+    """Five runtimes at one size; the expected verdicts are worked out by hand in the test."""
+    import pandas as pd
+
+    latency = pd.DataFrame(
+        [
+            {"model": "m", "runtime": name, "height": 8, "width": 8, "threads": 2, "batch": 1}
+            | {"median_ms": median, "p90_ms": p90, "includes_decode": name != "cli"}
+            for name, median, p90 in [
+                ("eager", 100.0, 105.0),  # noise band 5%
+                ("torchscript", 104.0, 106.0),  # 1.9%
+                ("openvino", 109.0, 120.0),  # 10.1%
+                ("onnxruntime", 125.0, 126.0),  # 0.8%
+                ("cli", 90.0, 91.0),  # fastest, but it does not decode: never compared
+            ]
+        ]
+    )
+    shipped = {"eager": 5_000e6, "torchscript": 4_900e6, "openvino": 280e6, "onnxruntime": 170e6}
+    sizes_table = pd.DataFrame(
+        [{"category": "deployment", "item": name, "bytes": int(size), "note": ""} for name, size in shipped.items()]
+    )
+    runtimes = {
+        "eager": {"torch_in_python": True, "cpp_api": False},
+        "torchscript": {"torch_in_python": True, "cpp_api": False},
+        "openvino": {"torch_in_python": False, "cpp_api": True},
+        "onnxruntime": {"torch_in_python": False, "cpp_api": True},
+        "cli": {"torch_in_python": False, "cpp_api": True},
+    }
+    info = {"settings": {"sweep_size": [8, 8], "threads": [1, 2]}, "runtimes": runtimes}
+    return {"info": info, "latency": latency, "sizes": sizes_table}
+
+
+def test_decision_table_calls_a_margin_inside_the_noise_a_tie():
+    table = decision_table(_hand_made_results(), "m").set_index("goal")
+    # eager 100 is fastest; torchscript 104 <= 100 x 1.05 (eager's band) ties; openvino 109 <=
+    # 100 x 1.101 ties through its own band; onnxruntime 125 is outside both bands
+    latency = table.loc["lowest latency"]
+    assert latency.verdict == "tie: eager, torchscript, openvino"
+    assert (latency.winner, latency.runner_up, latency.margin, latency.noise) == ("eager", "torchscript", 1.04, 1.05)
+    # without torch: openvino 109 against onnxruntime 125 = 1.15x, more than openvino's 10.1%: a winner
+    no_torch = table.loc["no torch in Python"]
+    assert (no_torch.verdict, no_torch.margin, no_torch.noise) == ("openvino", 1.15, 1.1)
+    assert table.loc["C++ application", "verdict"] == "openvino"  # cli does not decode: left out
+    # sizes are exact: the smaller wins at any margin, and no noise applies
+    image = table.loc["smallest image"]
+    assert (image.verdict, image.runner_up, image.margin, image.noise) == ("onnxruntime", "openvino", 1.65, 1.0)
+    # the caveats travel with the rows that name the runtime
+    assert CAVEATS["openvino"] in latency.caveats and CAVEATS["openvino"] in image.caveats
+    assert "cpp_aotinductor" not in latency.caveats
+
+
+def test_within_noise_uses_the_larger_band_of_the_two():
+    fast = {"median_ms": 100.0, "p90_ms": 101.0}  # 1%
+    assert within_noise(fast, {"median_ms": 101.0, "p90_ms": 101.0})  # 1.01 <= 1%
+    assert not within_noise(fast, {"median_ms": 103.0, "p90_ms": 104.0})  # 1.03 > max(1%, 0.97%)
+    assert within_noise(fast, {"median_ms": 103.0, "p90_ms": 110.0})  # its own band, 6.8%, covers it
+    assert within_noise(fast, {"median_ms": 100.0, "p90_ms": float("nan")})  # equal medians always tie
+
+
+def test_tie_group_and_goals_on_the_hand_made_table():
+    results = _hand_made_results()
+    rows = results["latency"]
+    assert tie_group(rows[rows.runtime.isin(["openvino", "onnxruntime"])]) == ["openvino"]
+    assert tie_group(rows.iloc[:0]) == []
+    # the goals' C++ path: none in this table, so its comparisons are None
+    assert goals(results, "m")["cpp_vs_alternative"] is None
+
+
+def test_goals_count_a_cpp_path_inside_the_noise_as_no_slower():
+    results = _hand_made_results()
+    results["latency"].loc[results["latency"].runtime == "torchscript", "runtime"] = "cpp_torchscript"
+    # cpp_torchscript 104 (1.9%) against openvino 109 (10.1%): faster by 1.05x, inside the noise
+    result = goals(results, "m")
+    assert (result["best_cpp"], result["best_alternative"], result["cpp_vs_alternative"]) == (
+        "cpp_torchscript",
+        "openvino",
+        "tie",
+    )
+    assert result["no_slower_than_alternatives"] is True
+
+
+def test_markdown_table_and_variant_labels():
+    import pandas as pd
+
+    frame = pd.DataFrame([{"a": "x|y", "b": None}, {"a": 1.5, "b": float("nan")}])
+    assert markdown_table(frame).splitlines() == ["| a | b |", "| --- | --- |", "| x\\|y | - |", "| 1.5 | - |"]
+    assert variant_label("C++ module: profiling executor (torch's default; before)") == (
+        "C++ module: profiling executor (torch's default)"
+    )
+    assert variant_label("C++ module: call 1 after loading, profiling executor (before)") == (
+        "C++ module: call 1 after loading, profiling executor"
+    )
 
 
 # ---------------------------------------------------------------------------- benchmark helpers

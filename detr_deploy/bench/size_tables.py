@@ -4,8 +4,10 @@ sizes.csv rows, by category: ``package`` (installed distributions: torch and eve
 installs for it, and the alternatives), ``package_group`` (sums), ``torch_lib`` (torch/lib by
 library), ``runtime_folder`` (the slim folder of :mod:`detr_deploy.native.runtime_folder`),
 ``strip`` (what stripping each library saves), ``artefact`` (what this run exported) and
-``deployment`` (what a service installs per runtime). The measuring tools are in
-:mod:`detr_deploy.bench.sizes`.
+``deployment`` (what a service installs per runtime). A CPU-only torch wheel, where one is found
+(:func:`detr_deploy.bench.sizes.find_cpu_torch_wheel`), adds a ``package``, a ``package_group``
+and a ``deployment`` row named after its version; without one the run records why it is missing.
+The measuring tools are in :mod:`detr_deploy.bench.sizes`.
 """
 
 from __future__ import annotations
@@ -124,6 +126,14 @@ def size_rows(record: "Record", artefacts: Artefacts, models: Dict[str, object])
                 parts.append(item)
         if total is not None:
             add("deployment", runtime.name, total, " + ".join(parts))
+
+    # 6. the CPU-only torch wheel, installed in a scratch folder (where one is at hand): the
+    # default wheel above is a CUDA build, so every size comparison also has this row
+    record.step("sizes: CPU-only torch wheel")
+    cpu_rows, reason = size_tools.cpu_torch_wheel_rows(sizes_by_name, timed_torch=torch.__version__.split("+")[0])
+    if reason is not None:
+        record.skip("cpu_torch_wheel", "-", reason)
+    rows += cpu_rows
 
     # models.csv
     record.step("sizes: model table")

@@ -12,7 +12,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -29,7 +31,19 @@ __all__ = [
     "model_size_row",
     "EFFICIENTDET_PARAMS",
     "EFFICIENTDET_SOURCE",
+    "CPU_WHEEL_DIRS",
+    "CPU_WHEEL_ENV",
+    "find_cpu_torch_wheel",
+    "wheel_version",
+    "wheel_requirements",
+    "installed_wheel_size",
+    "cpu_torch_wheel_rows",
 ]
+
+# Where a CPU-only torch wheel is looked for (pip download torch --index-url
+# https://download.pytorch.org/whl/cpu puts one in a folder); the variable names one file.
+CPU_WHEEL_DIRS = (Path("/opt/wheels"),)
+CPU_WHEEL_ENV = "DETR_CPU_TORCH_WHEEL"
 
 # Tan, Pang, Le, "EfficientDet: Scalable and Efficient Object Detection", CVPR 2020,
 # Table 2 ("#Params" column; 52M is printed for both D6 and D7, which share a network).
@@ -181,3 +195,111 @@ def optional_distribution_size(name: str) -> Optional[int]:
         return distribution_size(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def find_cpu_torch_wheel(folders: Optional[Iterable[Path]] = None) -> Optional[Path]:
+    """A CPU-only torch wheel (``torch-<version>+cpu-*.whl``): the file ``$DETR_CPU_TORCH_WHEEL``
+    names, else the highest version in ``folders`` (default :data:`CPU_WHEEL_DIRS`); None when
+    there is none."""
+    named = os.environ.get(CPU_WHEEL_ENV)
+    if named:
+        return Path(named) if Path(named).is_file() else None
+    folders = CPU_WHEEL_DIRS if folders is None else folders
+    found = [path for folder in folders if Path(folder).is_dir() for path in Path(folder).glob("torch-*+cpu-*.whl")]
+    if not found:
+        return None
+    from packaging.version import Version
+
+    return max(found, key=lambda path: Version(wheel_version(path)))
+
+
+def wheel_version(wheel) -> str:
+    """The version in a wheel's file name (``torch-2.13.0+cpu-cp311-...whl`` -> ``2.13.0+cpu``)."""
+    return Path(wheel).name.split("-")[1]
+
+
+def wheel_requirements(wheel) -> List[str]:
+    """The normalised names a wheel requires here (its METADATA's Requires-Dist, environment
+    markers evaluated for this interpreter, extras not requested)."""
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(item for item in archive.namelist() if item.endswith(".dist-info/METADATA"))
+        text = archive.read(name).decode()
+    names = []
+    for line in text.splitlines():
+        if line.startswith("Requires-Dist:"):
+            requirement = Requirement(line.partition(":")[2].strip())
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                names.append(_normalise(requirement.name))
+    return names
+
+
+def installed_wheel_size(wheel, python: str = sys.executable) -> int:
+    """Bytes a wheel occupies once installed: ``pip install --no-deps --target`` into a temporary
+    folder (pip compiles the .py files, as for every installed package measured here), then every
+    file counted with :func:`tree_size`. The environment of ``python`` is not touched."""
+    with tempfile.TemporaryDirectory(prefix="wheel_size_") as target:
+        command = [python, "-m", "pip", "--isolated", "install", "--no-deps", "--no-index", "--quiet"]
+        command += ["--disable-pip-version-check", "--target", target, str(wheel)]
+        run = subprocess.run(command, capture_output=True, text=True)
+        if run.returncode != 0:
+            lines = (run.stderr or run.stdout).strip().splitlines() or ["no message"]
+            raise RuntimeError(f"pip could not install {Path(wheel).name}: {lines[-1][:200]}")
+        return tree_size(target)
+
+
+def cpu_torch_wheel_rows(
+    installed: Dict[str, int], wheel: Optional[Path] = None, timed_torch: str = ""
+) -> Tuple[List[dict], Optional[str]]:
+    """sizes.csv rows for the CPU-only torch wheel, and None; or no rows and the reason.
+
+    ``installed``: ``{normalised name: bytes}`` of the packages measured in this environment
+    (the wheel's dependencies are counted at these sizes). Rows: the wheel installed
+    (``package``), the wheel with the dependencies it requires (``package_group``), and what
+    the TorchScript-from-Python runtime ships with it (``deployment``, numpy + Pillow added).
+    """
+    wheel = Path(wheel) if wheel else find_cpu_torch_wheel()
+    if wheel is None:
+        folders = ", ".join(str(folder) for folder in CPU_WHEEL_DIRS)
+        return [], f"no CPU-only torch wheel (torch-*+cpu-*.whl) in {folders} and ${CPU_WHEEL_ENV} not set"
+    try:
+        torch_bytes = installed_wheel_size(wheel)
+    except (RuntimeError, OSError) as error:
+        return [], str(error)
+    version = wheel_version(wheel)
+    timed = f"; the timed rows use torch {timed_torch}" if timed_torch else ""
+    label = f"torch {version} (CPU-only wheel), installed"
+    rows = [
+        {
+            "category": "package",
+            "item": label,
+            "bytes": torch_bytes,
+            "note": f"pip install --no-deps {wheel.name}{timed}",
+        }
+    ]
+    closure: List[str] = []
+    missing: List[str] = []
+    for name in wheel_requirements(wheel):
+        found = requirement_closure(name)  # the requirement and what it pulls in, as installed here
+        missing += [] if found else [name]
+        closure += [dep for dep in found if dep not in closure]
+    sizes = {name: installed.get(name) or optional_distribution_size(name) for name in closure}
+    missing += [name for name, size in sizes.items() if size is None]
+    present = [name for name, size in sizes.items() if size is not None]
+    dependencies = sum(sizes[name] for name in present)
+    note = "dependencies at the sizes installed here: " + (", ".join(present) or "none")
+    if missing:
+        note += "; not installed here, not counted: " + ", ".join(missing)
+    group = f"torch {version} (CPU-only wheel) with the dependencies it requires"
+    rows.append({"category": "package_group", "item": group, "bytes": torch_bytes + dependencies, "note": note})
+    common = installed.get("numpy", 0) + installed.get("pillow", 0)
+    rows.append(
+        {
+            "category": "deployment",
+            "item": f"torchscript, torch {version} (CPU-only wheel)",
+            "bytes": common + torch_bytes + dependencies,
+            "note": f"numpy + pillow + torch {version} (CPU-only wheel) + its dependencies",
+        }
+    )
+    return rows, None
