@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from detr_deploy.demo_model import demo_settings
 from detr_deploy.export import aoti, onnx, openvino
 from detr_deploy.export.__main__ import main as export_main
 from detr_deploy.export.artefact import make_pipeline
@@ -85,7 +86,7 @@ def demo_model():
 
 @pytest.fixture(scope="session")
 def aoti_eager(demo_model):
-    return make_pipeline(demo_model, **aoti.DEMO_AOTI_SETTINGS)
+    return make_pipeline(demo_model, **demo_settings())
 
 
 @pytest.fixture(scope="session")
@@ -201,8 +202,23 @@ def test_compiled_model_does_not_need_libtorch_so(aoti_package, tmp_path):
 
 def test_cached_package_is_reused(demo_model, aoti_package):
     before = aoti_package.stat().st_mtime_ns
-    assert aoti.cached_aoti(demo_model, name="demo", **aoti.DEMO_AOTI_SETTINGS) == aoti_package
+    assert aoti.cached_aoti(demo_model, name="demo", **demo_settings()) == aoti_package
     assert aoti_package.stat().st_mtime_ns == before
+
+
+def test_every_demo_artefact_carries_the_shipped_default_threshold(aoti_package):
+    """One default threshold per model: the AOTInductor package, the export command's default and the
+    benchmark's setting all equal the shipped TorchScript artefact's (read independently here)."""
+    from detr_deploy.bench.settings import MODELS
+    from detr_deploy.export.__main__ import _parser, _pipeline_settings
+
+    shipped = json.loads((MODELS_DIR / "demo.json").read_text())["score_threshold"]
+    with zipfile.ZipFile(aoti_package) as archive:
+        entry = next(name for name in archive.namelist() if name.endswith("extra/metadata.json"))
+        assert json.loads(archive.read(entry))["score_threshold"] == shipped
+    args = _parser().parse_args(["--checkpoint", str(MODELS_DIR / "demo_weights.pth"), "--out", "x.pt"])
+    assert _pipeline_settings(args)["score_threshold"] == shipped
+    assert MODELS["demo"].score_threshold == shipped
 
 
 def test_aoti_detector_matches_eager(aoti_detector, aoti_eager, images):

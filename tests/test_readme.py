@@ -86,3 +86,15 @@ def test_replace_block_needs_markers():
         readme.replace_block("no markers here", "x")
     text = f"a\n{readme.START_MARKER}\nold\n{readme.END_MARKER}\nb"
     assert readme.replace_block(text, "new\n") == f"a\n{readme.START_MARKER}\nnew\n{readme.END_MARKER}\nb"
+
+
+def test_readme_quotes_the_recorded_quality_of_the_demo_model():
+    """The README's demo-model paragraph gives both recorded numbers: synthetic held-out and real cards."""
+    from detr_deploy.paths import MODELS_DIR, REPO_ROOT
+
+    metrics = json.loads((MODELS_DIR / "demo_metrics.json").read_text())
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("## The demo model") :]
+    section = section[: section.index("\n## ", 1)]
+    for quoted in (metrics["heldout"]["map50"], metrics["real_val"]["map50"]):
+        assert f"{quoted:.3f}" in section, (quoted, section)

@@ -1,6 +1,6 @@
 """Chapter 04's measurements: latency, cold start, memory, sizes and FLOPs, in one command.
 
-    python -m detr_deploy.bench --out data/benchmarks            # full run (~20 min, 2 cores)
+    python -m detr_deploy.bench --out data/benchmarks            # full run (12 min on 2 cores for the committed one)
     python -m detr_deploy.bench --out build/benchmark_quick --quick   # CI / notebook (1-2 min)
 
 Modules, one job each:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
+from detr_deploy.demo_model import demo_settings
 from detr_deploy.paths import BUILD_DIR, MODELS_DIR
 
 __all__ = ["ALL_CORES", "CACHE_DIR", "Settings", "QUICK", "FULL", "ModelSpec", "MODELS", "demo_model"]
@@ -87,7 +88,12 @@ def _r50_model():
 
 
 MODELS: Dict[str, ModelSpec] = {
-    "demo": ModelSpec("demo", demo_model, 0.85, "trained: data/models/demo_weights.pth (ResNet-18 to layer3)"),
+    "demo": ModelSpec(
+        "demo",
+        demo_model,
+        demo_settings()["score_threshold"],
+        "trained: data/models/demo_weights.pth (ResNet-18 to layer3)",
+    ),
     "detr_resnet50": ModelSpec(
         "detr_resnet50", _r50_model, 0.5, "random (seed 0): timing does not depend on the weights' values"
     ),

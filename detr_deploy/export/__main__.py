@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from detr_deploy.cli import add_checkpoint_arguments, model_from_arguments
+from detr_deploy.demo_model import DEMO_SIDECAR, demo_settings
 from detr_deploy.paths import relative
 
 FORMATS = ("torchscript", "aoti", "onnx", "openvino")
@@ -98,13 +99,8 @@ def _pipeline_settings(args: argparse.Namespace) -> dict:
     checkpoint's (from the demo.json beside it), else the pipeline's defaults."""
     defaults = dict(DEFAULT_SETTINGS)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    if checkpoint is not None and checkpoint.name == DEMO_CHECKPOINT and checkpoint.with_name("demo.json").is_file():
-        info = json.loads(checkpoint.with_name("demo.json").read_text())
-        defaults = {
-            "min_size": info["preprocess"]["min_size"],
-            "max_size": info["preprocess"]["max_size"],
-            "score_threshold": info["score_threshold"],
-        }
+    if checkpoint is not None and checkpoint.name == DEMO_CHECKPOINT and (checkpoint.parent / DEMO_SIDECAR).is_file():
+        defaults = demo_settings(checkpoint.parent)
     return dict(
         min_size=args.min_size or defaults["min_size"],
         max_size=args.max_size or defaults["max_size"],

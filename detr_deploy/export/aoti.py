@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from detr_deploy.demo_model import demo_settings
 from detr_deploy.export import artefact, program
 from detr_deploy.export.artefact import METADATA_FILE, write_sidecar
 from detr_deploy.export.program import DEFAULT_EXAMPLE_SIZE, as_pipeline, export_program, program_metadata
@@ -31,7 +32,6 @@ from detr_deploy.paths import BUILD_DIR, MODELS_DIR, relative
 
 __all__ = [
     "DEFAULT_INDUCTOR_CONFIGS",
-    "DEMO_AOTI_SETTINGS",
     "ISA_FLAGS",
     "export_aoti",
     "cached_aoti",
@@ -185,17 +185,14 @@ def cached_aoti(model: nn.Module, cache_dir=BUILD_DIR / "aoti", name: str = "mod
     return export_aoti(model, path, **settings)
 
 
-# Chapter 02b's package of the demo model: its sizes, threshold 0 (each call passes its own).
-# The tests, chapter 02b and the benchmark share it, so a fresh checkout compiles it once.
-DEMO_AOTI_SETTINGS = dict(min_size=384, max_size=640, score_threshold=0.0)
-
-
 def demo_aoti(cache_dir=BUILD_DIR / "aoti") -> Path:
-    """The demo model (``data/models/demo_weights.pth``) as a cached AOTInductor package."""
+    """The demo model (``data/models/demo_weights.pth``) as a cached AOTInductor package, with the
+    settings and default threshold of its TorchScript artefact (:func:`demo_settings`). The tests,
+    chapter 02b and the benchmark share it, so a fresh checkout compiles it once."""
     from detr_deploy.model.checkpoint import load_model
 
     model = load_model(MODELS_DIR / "demo_weights.pth").eval()
-    return cached_aoti(model, cache_dir, name="demo", **DEMO_AOTI_SETTINGS)
+    return cached_aoti(model, cache_dir, name="demo", **demo_settings())
 
 
 def load_aoti(path):
