@@ -233,7 +233,7 @@ def test_aoti_detector_matches_torch_aoti_runner(aoti_detector, aoti_package, im
         with torch.inference_mode():
             boxes, scores, labels = runner(torch.from_numpy(image), torch.tensor(0.0))
         assert_close(
-            aoti_detector.detect(image),
+            aoti_detector.detect(image, score_threshold=0.0),
             {"boxes": boxes.numpy(), "scores": scores.numpy(), "labels": labels.numpy()},
             box_atol=1e-5,
             score_atol=1e-7,
