@@ -13,7 +13,7 @@ SCALE_STAMP := $(VENV)/.installed-scale
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb notebooks/[0-9][0-9][a-z]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: setup setup-runtimes setup-scale triton-env system-deps build runtime model-repository model-repository-python run lint test benchmark readme clean help
+.PHONY: setup setup-runtimes setup-scale triton-env system-deps build runtime model-repository model-repository-python run lint test benchmark bench-load readme clean help
 
 help:
 	@echo "make run    - set up, then execute every notebook in order (outputs written back)"
@@ -27,6 +27,7 @@ help:
 	@echo "make model-repository - write the Triton model repository for the demo model to build/model_repository"
 	@echo "make model-repository-python - the same for Triton's Python backend (build/model_repository_python)"
 	@echo "make triton-env       - the real model server's side environment build/triton-env (tests/test_model_server.py)"
+	@echo "make bench-load       - 8 clients for 60 s against the embedded service on 127.0.0.1 (not in CI)"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +77,11 @@ triton-env: setup
 # The full measurement of chapter 04 (the committed run took 12 minutes on 2 cores); writes data/benchmarks/.
 benchmark: build setup-runtimes
 	$(PY) -m detr_deploy.bench --out data/benchmarks
+
+# A bounded load run: 8 clients POST the sample cards to the embedded service (demo model) for 60 s;
+# prints requests/s, latency percentiles, errors and the server's peak RSS. Not part of `make test`.
+bench-load: build
+	$(PY) scripts/bench_load.py --clients 8 --duration 60
 
 # The README's headline numbers, from data/benchmarks/ (tests check they match).
 readme: setup

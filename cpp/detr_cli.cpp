@@ -1,6 +1,7 @@
 // detr_cli: run an exported DETR artefact on one image file and print the detections as JSON.
 //
-//   detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--repeat R] [--warmup W]
+//   detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--require-sidecar]
+//            [--repeat R] [--warmup W]
 //
 // Uses the same core as the Python module (detr_core), OpenCV only to decode the image.
 // Exit status: 0 ok, 1 error (message on stderr), 2 bad arguments.
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -22,13 +24,15 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--repeat R] [--warmup W]\n"
+    "usage: detr_cli MODEL IMAGE [--threshold T] [--threads N] [--no-optimize] [--require-sidecar]\n"
+    "                [--repeat R] [--warmup W]\n"
     "  MODEL          artefact (.pt) exported by python -m detr_deploy.export, or an AOTInductor\n"
     "                 package (.pt2) from python -m detr_deploy.export --format aoti\n"
     "  IMAGE          image file (any format OpenCV reads; alpha is dropped, greyscale expanded)\n"
     "  --threshold T  score threshold in [0, 1) (default: the artefact's)\n"
-    "  --threads N    torch intra-op threads (default: torch's)\n"
+    "  --threads N    torch intra-op threads, 1..4 x the CPUs (default: torch's)\n"
     "  --no-optimize  run the saved graph as is (no freeze/optimize_for_inference)\n"
+    "  --require-sidecar  refuse a MODEL without a sidecar (MODEL with .json) recording its sha256\n"
     "  --repeat R     run R times and report the median time and every run's time (default 1)\n"
     "  --warmup W     run W untimed times first (default 0)\n";
 
@@ -38,6 +42,7 @@ struct Arguments {
   std::optional<double> threshold;
   int threads = 0;
   bool optimize = true;
+  bool require_sidecar = false;
   int repeat = 1;
   int warmup = 0;
 };
@@ -70,18 +75,27 @@ Arguments parse_arguments(int argc, char** argv) {
       args.threshold = parse_number(arg, value());
     } else if (arg == "--threads") {
       double threads = parse_number(arg, value());
-      if (threads < 1 || threads != static_cast<int>(threads)) usage_error("--threads needs a positive integer");
+      const int maximum = detr::max_num_threads();
+      if (!(threads >= 1 && threads <= maximum) || threads != std::floor(threads)) {
+        usage_error("--threads needs an integer in 1.." + std::to_string(maximum) + " (4 x this machine's CPUs)");
+      }
       args.threads = static_cast<int>(threads);
     } else if (arg == "--repeat") {
       double repeat = parse_number(arg, value());
-      if (repeat < 1 || repeat != static_cast<int>(repeat)) usage_error("--repeat needs a positive integer");
+      if (!(repeat >= 1 && repeat <= 1e6) || repeat != std::floor(repeat)) {
+        usage_error("--repeat needs an integer in 1..1000000");
+      }
       args.repeat = static_cast<int>(repeat);
     } else if (arg == "--warmup") {
       double warmup = parse_number(arg, value());
-      if (warmup < 0 || warmup != static_cast<int>(warmup)) usage_error("--warmup needs an integer >= 0");
+      if (!(warmup >= 0 && warmup <= 1e6) || warmup != std::floor(warmup)) {
+        usage_error("--warmup needs an integer in 0..1000000");
+      }
       args.warmup = static_cast<int>(warmup);
     } else if (arg == "--no-optimize") {
       args.optimize = false;
+    } else if (arg == "--require-sidecar") {
+      args.require_sidecar = true;
     } else if (arg.size() > 1 && arg[0] == '-') {
       usage_error("unknown option " + arg);
     } else {
@@ -100,6 +114,8 @@ std::string to_json(const Arguments& args, const detr::Detector& detector, const
   const auto& names = detector.metadata().class_names;
   std::string out = "{\n";
   out += "  \"model\": " + detr::json::quote(args.model) + ",\n";
+  out += "  \"sha256\": " + detr::json::quote(detector.sha256()) + ",\n";
+  out += std::string("  \"verified\": ") + (detector.verified() ? "true" : "false") + ",\n";
   out += "  \"image\": " + detr::json::quote(args.image) + ",\n";
   out += "  \"height\": " + std::to_string(rgb.rows) + ",\n";
   out += "  \"width\": " + std::to_string(rgb.cols) + ",\n";
@@ -143,6 +159,7 @@ int main(int argc, char** argv) {
     detr::Options options;
     options.num_threads = args.threads;
     options.optimize = args.optimize;
+    options.require_sidecar = args.require_sidecar;
     detr::Detector detector(args.model, options);
     const double threshold = args.threshold.value_or(detector.metadata().score_threshold);
 

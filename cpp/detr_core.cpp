@@ -14,14 +14,17 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <thread>
 
 #include "backend.h"
 #include "mini_json.h"
+#include "sha256.h"
 
 namespace detr {
 namespace {
@@ -102,6 +105,24 @@ class MetadataReader {
   const std::string& path_;
 };
 
+// detr_core feeds uint8 [H, W, 3] RGB pixels: an artefact whose metadata asks for anything
+// else was exported for another caller. Absent fields are not required (older exports).
+void check_input_contract(const json::Value& root, const MetadataReader& read) {
+  const json::Value* input = root.find("input");
+  if (input == nullptr || !input->is_object()) return;
+  const std::pair<const char*, const char*> expected[] = {{"dtype", "uint8"}, {"layout", "HWC"}, {"color", "RGB"}};
+  for (const auto& [key, value] : expected) {
+    const json::Value* found = input->find(key);
+    if (found != nullptr && !(found->is_string() && found->as_string() == value)) {
+      read.fail(std::string("input.") + key, ("\"" + std::string(value) + "\" (what detr_core feeds)").c_str());
+    }
+  }
+  const json::Value* channels = input->find("channels");
+  if (channels != nullptr && !(channels->is_number() && channels->as_number() == 3)) {
+    read.fail("input.channels", "3 (RGB)");
+  }
+}
+
 Metadata parse_metadata(const std::string& text, const std::string& path) {
   json::Value root;
   try {
@@ -137,6 +158,7 @@ Metadata parse_metadata(const std::string& text, const std::string& path) {
                        std::to_string(metadata.class_names.size()) + " class_names");
   }
   metadata.max_side = read.integer("input.max_side", 1);
+  check_input_contract(root, read);
   // torch.export's dynamic sizes have a lower bound (2: sizes 0 and 1 are specialised)
   if (const json::Value* input = root.find("input"); input != nullptr && input->find("min_side") != nullptr) {
     metadata.min_side = read.integer("input.min_side", 1);
@@ -244,6 +266,59 @@ Detections to_detections(at::Tensor boxes, at::Tensor scores, at::Tensor labels)
 }
 // </notebook:outputs>
 
+// ---- checks of the loaded model --------------------------------------------------------
+
+// A NaN or inf weight makes every answer garbage (NaN scores are silently dropped by the
+// threshold): refuse it at load. One pass over the weights, milliseconds.
+void check_finite(const std::string& path, const std::string& what, const at::Tensor& tensor) {
+  if (!tensor.defined() || !tensor.is_floating_point()) return;
+  c10::InferenceMode inference_mode;
+  // AOTInductor keeps some weights in MKLDNN's opaque layout, which isfinite cannot read
+  const at::Tensor dense = tensor.is_mkldnn() ? tensor.to_dense() : tensor;
+  if (dense.layout() != at::kStrided) return;
+  const std::int64_t bad = dense.numel() - at::isfinite(dense).sum().item<std::int64_t>();
+  if (bad > 0) {
+    throw InvalidModel(path + ": " + what + " holds " + std::to_string(bad) + " non-finite value" +
+                       (bad == 1 ? "" : "s") + " (NaN or inf) among " + std::to_string(tensor.numel()) +
+                       ": a damaged or diverged model");
+  }
+}
+
+void check_finite_weights(const torch::jit::Module& module, const std::string& path) {
+  for (const auto& parameter : module.named_parameters(/*recurse=*/true)) {
+    check_finite(path, "parameter '" + parameter.name + "'", parameter.value);
+  }
+  for (const auto& buffer : module.named_buffers(/*recurse=*/true)) {
+    check_finite(path, "buffer '" + buffer.name + "'", buffer.value);
+  }
+}
+
+// The class names must fit the model: DETR's classifier (class_embed) has one output per class
+// plus "no object", and the scripted pipeline keeps num_classes. Either that is found must agree
+// with metadata.json, else labels would name the wrong classes (or none).
+void check_class_count(const torch::jit::Module& module, const Metadata& metadata, const std::string& path) {
+  const auto classes = static_cast<std::int64_t>(metadata.class_names.size());
+  if (module.hasattr("num_classes")) {
+    const c10::IValue value = module.attr("num_classes");
+    if (value.isInt() && value.toInt() != classes) {
+      throw InvalidModel(path + ": metadata.json lists " + std::to_string(classes) +
+                         " class_names but the model was built for num_classes=" + std::to_string(value.toInt()));
+    }
+  }
+  const std::string suffix = "class_embed.weight";
+  for (const auto& parameter : module.named_parameters(/*recurse=*/true)) {
+    const std::string& name = parameter.name;
+    if (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    if (parameter.value.dim() != 2) continue;
+    const std::int64_t outputs = parameter.value.size(0);
+    if (outputs != classes + 1) {
+      throw InvalidModel(path + ": the model's classifier " + name + " has " + std::to_string(outputs) +
+                         " outputs (classes + 'no object') but metadata.json lists " + std::to_string(classes) +
+                         " class_names");
+    }
+  }
+}
+
 class TorchScriptBackend final : public Backend {
  public:
   TorchScriptBackend(const std::string& path, const Metadata& metadata, const Options& options)
@@ -261,6 +336,8 @@ class TorchScriptBackend final : public Backend {
     module.eval();
     const bool has_batch = module.find_method("forward_batch").has_value();
     check_signature(module, path);
+    check_finite_weights(module, path);  // before freezing, while the weights still have their names
+    check_class_count(module, metadata, path);
     if (options.optimize) {
       // Freeze (inline weights and attributes as constants), then fuse for inference
       // (conv+bn folding, MKLDNN layouts...). Done here, after loading, because a module
@@ -427,6 +504,13 @@ class AotiBackend final : public Backend {
       throw InvalidModel(path + ": the AOTInductor package has no call spec: " + summarise(error));
     }
     if (spec.size() != 2) throw InvalidModel(path + ": unexpected AOTInductor call spec");
+    std::unordered_map<std::string, at::Tensor> constants;
+    try {
+      constants = loader_->get_runner()->extract_constants_map(/*use_inactive=*/false);
+    } catch (const std::exception&) {
+      // a package whose runner cannot list its constants: the sidecar's sha256 still covers them
+    }
+    for (const auto& [name, tensor] : constants) check_finite(path, "constant '" + name + "'", tensor);
   }
 
   std::string name() const override { return "aotinductor"; }
@@ -495,6 +579,116 @@ double resolve_threshold(std::optional<double> requested, const Metadata& metada
   return threshold;
 }
 
+// ---- integrity: the file against its sidecar ------------------------------------------------
+
+struct Integrity {
+  std::string sha256;
+  bool verified = false;
+};
+
+// Whether `text` is 64 hex digits; lower-cases it.
+bool normalise_digest(std::string& text) {
+  if (text.size() != 64) return false;
+  for (char& c : text) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return true;
+}
+
+// The export writes `model.json` beside `model.pt` with the file's sha256 and size (Python's
+// load_artefact checks the same). A file that disagrees with it is refused: flipped bits,
+// truncation or a model swapped under its sidecar never load. Without a sidecar the sha256 is
+// still computed (and reported), but nothing says what it should be: integrity is unchecked.
+Integrity check_integrity(const std::string& model_path, bool require_sidecar) {
+  namespace fs = std::filesystem;
+  const fs::path model(model_path);
+  const fs::path sidecar = fs::path(model_path).replace_extension(".json");
+  const std::string sidecar_name = sidecar.filename().string();
+  std::error_code error_code;
+  std::optional<std::string> expected_digest;
+  std::optional<std::uintmax_t> expected_size;
+  if (sidecar != model && fs::is_regular_file(sidecar, error_code)) {
+    constexpr std::uintmax_t kMaxSidecarBytes = 16u << 20;  // metadata: kilobytes
+    const std::uintmax_t sidecar_bytes = fs::file_size(sidecar, error_code);
+    if (error_code || sidecar_bytes > kMaxSidecarBytes) {
+      throw InvalidModel(model_path + ": its sidecar " + sidecar_name + " is unreadable or larger than 16 MiB");
+    }
+    std::ifstream in(sidecar, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    json::Value root;
+    try {
+      root = json::parse(text);
+    } catch (const json::ParseError& error) {
+      throw InvalidModel(model_path + ": its sidecar " + sidecar_name + " is not valid JSON (" + error.what() + ")");
+    }
+    if (!root.is_object()) throw InvalidModel(model_path + ": its sidecar " + sidecar_name + " is not a JSON object");
+    if (const json::Value* digest = root.find("sha256"); digest != nullptr) {
+      std::string text_digest = digest->is_string() ? digest->as_string() : "";
+      if (!normalise_digest(text_digest)) {
+        throw InvalidModel(model_path + ": its sidecar " + sidecar_name + " has a sha256 that is not 64 hex digits");
+      }
+      expected_digest = text_digest;
+    }
+    if (const json::Value* size = root.find("size_bytes"); size != nullptr) {
+      if (!size->is_number() || size->as_number() < 0 || size->as_number() != std::floor(size->as_number())) {
+        throw InvalidModel(model_path + ": its sidecar " + sidecar_name + " has a size_bytes that is not an integer >= 0");
+      }
+      expected_size = static_cast<std::uintmax_t>(size->as_number());
+    }
+  }
+  if (require_sidecar && !expected_digest) {
+    throw InvalidModel(model_path + " has no sidecar " + sidecar_name +
+                       " recording its sha256, and require_sidecar is set: its integrity cannot be checked");
+  }
+  if (expected_size) {  // before hashing: a truncated or extended file is named as such
+    const std::uintmax_t actual = fs::file_size(model, error_code);
+    if (!error_code && actual != *expected_size) {
+      throw InvalidModel(model_path + " is " + std::to_string(actual) + " bytes but its sidecar " + sidecar_name +
+                         " says " + std::to_string(*expected_size) + ": truncated, extended or replaced");
+    }
+  }
+  Integrity integrity;
+  integrity.sha256 = file_sha256(model_path);
+  if (expected_digest) {
+    if (integrity.sha256 != *expected_digest) {
+      throw InvalidModel(model_path + " does not match its sidecar " + sidecar_name + ": sha256 " + integrity.sha256 +
+                         " != " + *expected_digest);
+    }
+    integrity.verified = true;
+  }
+  return integrity;
+}
+
+void check_model_file(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::error_code error_code;
+  if (!fs::exists(model_path, error_code)) throw ModelNotFound("model file not found: " + model_path);
+  if (!fs::is_regular_file(model_path, error_code)) throw InvalidModel(model_path + " is not a regular file");
+}
+
+// What the model returned must fit the artefact: labels index class_names, and a box or score
+// that is NaN or inf is a broken model, not an answer.
+void check_outputs(const Detections& found, const Metadata& metadata) {
+  const auto classes = static_cast<std::int64_t>(metadata.class_names.size());
+  for (std::int64_t label : found.labels) {
+    if (label < 0 || label >= classes) {
+      throw InferenceError("the model returned label " + std::to_string(label) + ", outside the artefact's " +
+                           std::to_string(classes) + " class_names");
+    }
+  }
+  for (float score : found.scores) {
+    if (!(score >= 0.0f && score <= 1.0f)) {
+      // json::number writes NaN and inf as null
+      const std::string text = std::isfinite(score) ? json::number(score) : std::isnan(score) ? "nan" : "inf";
+      throw InferenceError("the model returned score " + text + ", outside [0, 1]");
+    }
+  }
+  for (float value : found.boxes) {
+    if (!std::isfinite(value)) throw InferenceError("the model returned a box with a non-finite coordinate");
+  }
+}
+
 }  // namespace
 
 // ---- backend selection ---------------------------------------------------------------
@@ -508,10 +702,7 @@ std::unique_ptr<Backend> make_backend(const std::string& model_path, const Metad
 // ---- public API ----------------------------------------------------------------------
 
 Metadata read_metadata(const std::string& model_path) {
-  namespace fs = std::filesystem;
-  std::error_code error_code;
-  if (!fs::exists(model_path, error_code)) throw ModelNotFound("model file not found: " + model_path);
-  if (!fs::is_regular_file(model_path, error_code)) throw InvalidModel(model_path + " is not a regular file");
+  check_model_file(model_path);
   std::string text;
   bool found = false;
   try {
@@ -556,12 +747,20 @@ void validate_image(const ImageView& image, std::int64_t max_side, std::int64_t 
 struct Detector::Impl {
   std::string path;
   Metadata metadata;
+  Integrity integrity;
   std::unique_ptr<Backend> backend;
 };
 
 Detector::Detector(const std::string& model_path, Options options) : impl_(std::make_unique<Impl>()) {
-  if (options.num_threads < 0) throw InvalidInput("num_threads must be >= 0 (0 = torch's default)");
+  if (options.num_threads < 0 || options.num_threads > max_num_threads()) {
+    throw InvalidInput("num_threads must be in 1.." + std::to_string(max_num_threads()) +
+                       " (4 x this machine's CPUs), or 0 for torch's default; got " +
+                       std::to_string(options.num_threads));
+  }
   impl_->path = model_path;
+  check_model_file(model_path);
+  // the bytes first: a damaged file is named as such, not by whatever part of it fails to parse
+  impl_->integrity = check_integrity(model_path, options.require_sidecar);
   impl_->metadata = read_metadata(model_path);
   if (options.num_threads > 0) at::set_num_threads(options.num_threads);
   impl_->backend = make_backend(model_path, impl_->metadata, options);
@@ -575,7 +774,9 @@ Detections Detector::detect(const ImageView& image, std::optional<double> score_
   double threshold = resolve_threshold(score_threshold, impl_->metadata);
   validate_image(image, impl_->metadata.max_side, impl_->metadata.min_side);
   check_resized(image, impl_->metadata);
-  return impl_->backend->run(image, threshold);
+  Detections found = impl_->backend->run(image, threshold);
+  check_outputs(found, impl_->metadata);
+  return found;
 }
 
 std::vector<Detections> Detector::detect_batch(const std::vector<ImageView>& images,
@@ -590,15 +791,37 @@ std::vector<Detections> Detector::detect_batch(const std::vector<ImageView>& ima
       throw InvalidInput("image " + std::to_string(index) + ": " + error.what());
     }
   }
-  return impl_->backend->run_batch(images, threshold);
+  std::vector<Detections> found = impl_->backend->run_batch(images, threshold);
+  for (const Detections& one : found) check_outputs(one, impl_->metadata);
+  return found;
 }
 
 const Metadata& Detector::metadata() const { return impl_->metadata; }
 const std::string& Detector::model_path() const { return impl_->path; }
+const std::string& Detector::sha256() const { return impl_->integrity.sha256; }
+bool Detector::verified() const { return impl_->integrity.verified; }
 std::string Detector::backend_name() const { return impl_->backend->name(); }
 bool Detector::optimized() const { return impl_->backend->optimized(); }
 
 std::string libtorch_version() { return TORCH_VERSION; }
 int num_threads() { return at::get_num_threads(); }
+int max_num_threads() { return 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+std::string file_sha256(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error_code;
+  if (!fs::exists(path, error_code)) throw ModelNotFound("file not found: " + path);
+  if (!fs::is_regular_file(path, error_code)) throw InvalidInput(path + " is not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open " + path);
+  std::vector<char> buffer(1 << 20);
+  Sha256 hash;
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    hash.update(buffer.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) throw Error("reading " + path + " failed");
+  return hash.hex_digest();
+}
 
 }  // namespace detr

@@ -36,7 +36,8 @@ struct ModelNotFound : Error {
   using Error::Error;
 };
 // The file exists but is not a usable artefact: corrupt, not TorchScript, no or
-// mismatching metadata, unexpected forward() signature (Python: ValueError).
+// mismatching metadata, a sha256 that differs from its sidecar's, non-finite weights,
+// unexpected forward() signature (Python: ValueError).
 struct InvalidModel : Error {
   using Error::Error;
 };
@@ -88,9 +89,13 @@ struct Metadata {
 };
 
 struct Options {
-  // > 0: torch's intra-op thread count. Process-wide (it is a global of libtorch), so
-  // the last Detector created with a value wins. 0: leave torch's default.
+  // > 0: torch's intra-op thread count, at most max_num_threads(). Process-wide (it is a
+  // global of libtorch), so the last Detector created with a value wins. 0: torch's default.
   int num_threads = 0;
+  // The sidecar (the model path with its extension replaced by .json, written at export) records
+  // the file's sha256; when it is there the file must match it. true: refuse a model without
+  // one (or whose sidecar has no sha256), so that integrity is never left unchecked.
+  bool require_sidecar = false;
   // TorchScript only (an AOTInductor package is compiled already).
   // true: freeze the module and run optimize_for_inference after loading (faster; numbers
   // differ from the unoptimised graph by ~1e-5). false: run exactly the saved graph, as
@@ -127,6 +132,10 @@ class Detector {
 
   const Metadata& metadata() const;
   const std::string& model_path() const;
+  // The model file's sha256 (64 hex digits), computed at load; verified() is true when the
+  // sidecar recorded it (false: no sidecar, integrity unchecked).
+  const std::string& sha256() const;
+  bool verified() const;
   std::string backend_name() const;  // "torchscript" or "aotinductor" (from metadata.format)
   bool optimized() const;
 
@@ -142,8 +151,13 @@ Metadata read_metadata(const std::string& model_path);
 // Checks an image against the limits (empty, null data, a side outside [min_side, max_side]).
 void validate_image(const ImageView& image, std::int64_t max_side, std::int64_t min_side = 1);
 
+// A file's sha256 as 64 lower-case hex digits (ModelNotFound / Error when it cannot be read).
+std::string file_sha256(const std::string& path);
+
 // libtorch this library was compiled against ("2.14.1"), and its intra-op thread count.
 std::string libtorch_version();
 int num_threads();
+// The largest Options::num_threads accepted: 4 x this machine's CPUs (more only slows it down).
+int max_num_threads();
 
 }  // namespace detr

@@ -21,7 +21,7 @@ cfg["sources"] = ["detr_core.cpp"]
 cfg["parallel"] = True  # compile the two files at once
 # Rebuild when any of these change (cppimport checksums them with the sources), including
 # the installed torch (its version.py) and the code that computes these flags.
-cfg["dependencies"] = ["detr_core.h", "backend.h", "mini_json.h"] + torch_info["dependencies"]
+cfg["dependencies"] = ["detr_core.h", "backend.h", "mini_json.h", "sha256.h"] + torch_info["dependencies"]
 %>
 */
 // detr_cpp: the Python front end of detr_core. It includes no torch header (only
@@ -112,8 +112,60 @@ py::dict to_dict(detr::Detections&& found) {
 }
 // </notebook:numpy_out>
 
-std::string path_string(const py::object& path) {
-  return py::str(py::module_::import("os").attr("fsdecode")(path));  // str, bytes or os.PathLike
+std::string path_string(const py::object& path, const char* what = "model_path") {
+  if (!py::isinstance<py::str>(path) && !py::isinstance<py::bytes>(path) && !py::hasattr(path, "__fspath__")) {
+    throw py::type_error(std::string(what) + " must be a str, bytes or os.PathLike, got " +
+                         std::string(py::str(py::type::handle_of(path).attr("__name__"))));
+  }
+  std::string text = py::str(py::module_::import("os").attr("fsdecode")(path));
+  // C++ file APIs stop at a NUL byte: "a.pt\0b" would open "a.pt"
+  if (text.find('\0') != std::string::npos) throw py::value_error(std::string(what) + " contains a NUL byte");
+  return text;
+}
+
+// ---- strict arguments: pybind11 would turn False into 0.0, 2.0 into 2, and an int too large for
+// C++ into "Unable to cast"; these name the argument and what it must be instead.
+
+std::string type_name(const py::handle& value) {
+  return py::str(py::type::handle_of(value).attr("__name__"));
+}
+
+bool is_bool(const py::handle& value) {
+  // leaked on purpose: a static py::object would be released after the interpreter is gone
+  static const py::handle numpy_bool = py::object(py::module_::import("numpy").attr("bool_")).release();
+  return py::isinstance<py::bool_>(value) || py::isinstance(value, numpy_bool);
+}
+
+// A real number (int, float, numpy scalar, ...) but not a bool, or None.
+std::optional<double> threshold_argument(const py::handle& value) {
+  if (value.is_none()) return std::nullopt;
+  static const py::handle real = py::object(py::module_::import("numbers").attr("Real")).release();
+  if (is_bool(value) || !py::isinstance(value, real)) {
+    throw py::type_error("score_threshold must be a number in [0, 1) or None, got " + type_name(value));
+  }
+  return py::float_(py::reinterpret_borrow<py::object>(value)).cast<double>();  // the range: detr_core
+}
+
+bool flag_argument(const py::handle& value, const char* name) {
+  if (!is_bool(value)) throw py::type_error(std::string(name) + " must be True or False, got " + type_name(value));
+  return py::cast<bool>(py::bool_(py::reinterpret_borrow<py::object>(value)));
+}
+
+int threads_argument(const py::handle& value) {
+  if (value.is_none()) return 0;
+  if (is_bool(value) || !PyIndex_Check(value.ptr())) {
+    throw py::type_error("num_threads must be an int or None, got " + type_name(value));
+  }
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long number = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  const int maximum = detr::max_num_threads();
+  if (overflow != 0 || number < 1 || number > maximum) {
+    throw py::value_error("num_threads must be in 1.." + std::to_string(maximum) +
+                          " (4 x this machine's CPUs) or None, got " + std::string(py::str(index)));
+  }
+  return static_cast<int>(number);
 }
 
 }  // namespace
@@ -142,35 +194,36 @@ PYBIND11_MODULE(detr_cpp, m) {
 
   py::class_<detr::Detector>(m, "Detector",
                              "A loaded DETR artefact (.pt exported by python -m detr_deploy.export).\n\n"
-                             "Detector(model_path, num_threads=None, optimize=True, profiling_executor=False)\n\n"
-                             "num_threads: torch's intra-op thread count (process-wide); None keeps the default.\n"
+                             "Detector(model_path, num_threads=None, optimize=True, profiling_executor=False,\n"
+                             "         require_sidecar=False)\n\n"
+                             "Loading checks the file against the sha256 its sidecar (model.json beside model.pt)\n"
+                             "records, the metadata against the model, and that no weight is NaN or inf.\n"
+                             "num_threads: torch's intra-op thread count (process-wide), 1..4 x the CPUs; None keeps\n"
+                             "the default.\n"
                              "optimize: freeze + optimize_for_inference after loading (faster; results differ\n"
                              "from the saved graph by ~1e-5). False runs the saved graph exactly as torch.jit.load.\n"
                              "profiling_executor: run the optimised graph through torch's profiling executor\n"
                              "(slower first calls at each new input size; same outputs; for comparisons).\n"
+                             "require_sidecar: refuse a model without a sidecar recording its sha256.\n"
                              "detect() and detect_batch() release the GIL and may be called from several threads.")
       // <notebook:gil>
-      .def(py::init([](const py::object& model_path, const py::object& num_threads, bool optimize,
-              bool profiling_executor) {
+      .def(py::init([](const py::object& model_path, const py::object& num_threads, const py::object& optimize,
+                       const py::object& profiling_executor, const py::object& require_sidecar) {
              detr::Options options;
-             options.optimize = optimize;
-             options.profiling_executor = profiling_executor;
-             if (!num_threads.is_none()) {
-               if (!py::isinstance<py::int_>(num_threads) || py::isinstance<py::bool_>(num_threads)) {
-                 throw py::type_error("num_threads must be an int or None");
-               }
-               options.num_threads = num_threads.cast<int>();
-               if (options.num_threads <= 0) throw py::value_error("num_threads must be positive (or None)");
-             }
+             options.optimize = flag_argument(optimize, "optimize");
+             options.profiling_executor = flag_argument(profiling_executor, "profiling_executor");
+             options.require_sidecar = flag_argument(require_sidecar, "require_sidecar");
+             options.num_threads = threads_argument(num_threads);
              std::string path = path_string(model_path);
-             py::gil_scoped_release release;  // loading and optimising take a while
+             py::gil_scoped_release release;  // hashing, loading and optimising take a while
              return std::make_unique<detr::Detector>(path, options);
            }),
            py::arg("model_path"), py::arg("num_threads") = py::none(), py::arg("optimize") = true,
-           py::arg("profiling_executor") = false)
+           py::arg("profiling_executor") = false, py::arg("require_sidecar") = false)
       .def(
           "detect",
-          [](const detr::Detector& self, const py::handle& image, std::optional<double> score_threshold) {
+          [](const detr::Detector& self, const py::handle& image, const py::handle& threshold) {
+            const std::optional<double> score_threshold = threshold_argument(threshold);
             py::array keep;  // declared before `release`, so it is released after the GIL is back
             detr::ImageView view = to_view(image, keep, "image");
             detr::Detections found;
@@ -188,7 +241,8 @@ PYBIND11_MODULE(detr_cpp, m) {
       // </notebook:gil>
       .def(
           "detect_batch",
-          [](const detr::Detector& self, const py::sequence& images, std::optional<double> score_threshold) {
+          [](const detr::Detector& self, const py::sequence& images, const py::handle& threshold) {
+            const std::optional<double> score_threshold = threshold_argument(threshold);
             if (py::isinstance<py::array>(images) && py::array::ensure(images).ndim() != 4) {
               throw py::type_error("detect_batch takes a list of images; for one image use detect()");
             }
@@ -218,6 +272,9 @@ PYBIND11_MODULE(detr_cpp, m) {
           [](const detr::Detector& self) { return py::module_::import("json").attr("loads")(self.metadata().json); },
           "The artefact's metadata.json as a dict.")
       .def_property_readonly("model_path", &detr::Detector::model_path)
+      .def_property_readonly("sha256", &detr::Detector::sha256, "The model file's sha256 (hex), computed at load.")
+      .def_property_readonly("verified", &detr::Detector::verified,
+                             "True when the sidecar recorded that sha256; False: no sidecar, integrity unchecked.")
       .def_property_readonly("backend", &detr::Detector::backend_name)
       .def_property_readonly("optimized", &detr::Detector::optimized)
       .def_property_readonly(
@@ -240,6 +297,15 @@ PYBIND11_MODULE(detr_cpp, m) {
         return py::module_::import("json").attr("loads")(text);
       },
       py::arg("model_path"), "An artefact's metadata.json as a dict, checked, without loading the model.");
+  m.def(
+      "sha256_file",
+      [](const py::object& path) {
+        std::string name = path_string(path, "path");
+        py::gil_scoped_release release;
+        return detr::file_sha256(name);
+      },
+      py::arg("path"), "A file's sha256 as 64 hex digits (what Detector checks against the sidecar).");
   m.def("libtorch_version", &detr::libtorch_version, "Version of the libtorch this module was compiled against.");
   m.def("get_num_threads", &detr::num_threads, "torch's intra-op thread count in this process.");
+  m.def("max_num_threads", &detr::max_num_threads, "The largest num_threads a Detector accepts (4 x the CPUs).");
 }

@@ -26,7 +26,10 @@ class Detector:
         num_threads: Optional[int] = None,
         optimize: bool = True,
         profiling_executor: bool = False,
-    ) -> None: ...
+        require_sidecar: bool = False,
+    ) -> None:
+        """Checks the file against its sidecar's sha256, the metadata against the model and that no weight
+        is NaN or inf; num_threads in 1..max_num_threads(). ValueError / FileNotFoundError when it fails."""
     def detect(self, image: npt.NDArray[np.uint8], score_threshold: Optional[float] = None) -> Detections:
         """One uint8 RGB image [H, W, 3]; the GIL is released while the model runs."""
     def detect_batch(
@@ -40,6 +43,12 @@ class Detector:
     @property
     def model_path(self) -> str: ...
     @property
+    def sha256(self) -> str:
+        """The model file's sha256 (64 hex digits), computed at load."""
+    @property
+    def verified(self) -> bool:
+        """True when the sidecar recorded that sha256; False: no sidecar, integrity unchecked."""
+    @property
     def backend(self) -> str:
         """ "torchscript" or "aotinductor"."""
     @property
@@ -52,5 +61,10 @@ class Detector:
 def read_metadata(model_path: PathLike) -> Dict[str, Any]:
     """An artefact's metadata.json as a dict, checked, without loading the model."""
 
+def sha256_file(path: PathLike) -> str:
+    """A file's sha256 as 64 hex digits (what Detector checks against the sidecar)."""
+
 def libtorch_version() -> str: ...
 def get_num_threads() -> int: ...
+def max_num_threads() -> int:
+    """The largest num_threads a Detector accepts (4 x the CPUs)."""

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import ast
 import gc
+import hashlib
 import json
 import math
 import os
 import re
+import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -37,7 +40,7 @@ import torch
 from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
-from detr_deploy.export.torchscript import export_model, freeze_and_optimize, load_artefact
+from detr_deploy.export.torchscript import export_model, freeze_and_optimize, load_artefact, save_artefact
 from detr_deploy.native import cpp_build
 from detr_deploy.paths import CPP_DIR, REPO_ROOT
 
@@ -385,6 +388,247 @@ def test_bad_calls(detr_cpp, any_detector, small_artefact, test_images):
         detr_cpp.Detector(small_artefact, num_threads=0)
     with pytest.raises(TypeError, match="num_threads"):
         detr_cpp.Detector(small_artefact, num_threads="2")
+
+
+def test_arguments_are_checked_strictly(detr_cpp, exact_detector, small_artefact, test_images):
+    """No silent conversion (False is not 0.0, 2.0 is not 2) and no C++ cast error or bad_alloc:
+    a TypeError or ValueError that names the argument."""
+    image = test_images[3]
+    for flag in (False, True, np.bool_(True)):
+        with pytest.raises(TypeError, match="score_threshold must be a number in \\[0, 1\\) or None, got bool"):
+            exact_detector.detect(image, score_threshold=flag)
+        with pytest.raises(TypeError, match="score_threshold must be a number"):
+            exact_detector.detect_batch([image], score_threshold=flag)
+    for not_a_number in ("0.5", [0.5], b"0"):
+        with pytest.raises(TypeError, match="score_threshold must be a number"):
+            exact_detector.detect(image, score_threshold=not_a_number)
+    # numbers of any numeric type are numbers: the same answer as the float
+    expected = exact_detector.detect(image, score_threshold=0.5)
+    for number in (np.float32(0.5), np.float64(0.5)):
+        assert_identical(exact_detector.detect(image, score_threshold=number), expected)
+    assert_identical(exact_detector.detect(image, score_threshold=np.int64(0)), exact_detector.detect(image, 0.0))
+    maximum = detr_cpp.max_num_threads()
+    assert maximum == 4 * os.cpu_count()
+    for too_many in (maximum + 1, 10**30, -(10**30), -1):
+        with pytest.raises(ValueError, match=f"num_threads must be in 1..{maximum} .* got {too_many}"):
+            detr_cpp.Detector(small_artefact, num_threads=too_many)
+    for wrong in (True, 2.0, np.float64(2)):
+        with pytest.raises(TypeError, match="num_threads must be an int or None"):
+            detr_cpp.Detector(small_artefact, num_threads=wrong)
+    assert detr_cpp.Detector(small_artefact, num_threads=np.int64(1), optimize=False).score_threshold == 0.0
+    for name in ("optimize", "profiling_executor", "require_sidecar"):
+        for wrong in (1, None, "yes"):
+            with pytest.raises(TypeError, match=f"{name} must be True or False"):
+                detr_cpp.Detector(small_artefact, **{name: wrong})
+    with pytest.raises(ValueError, match="model_path contains a NUL byte"):
+        detr_cpp.Detector(str(small_artefact) + "\0.pt")
+    with pytest.raises(TypeError, match="model_path must be a str, bytes or os.PathLike, got int"):
+        detr_cpp.Detector(5)
+
+
+# ---------------------------------------------------------------------------- integrity and model checks
+
+
+@pytest.mark.parametrize("size", [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 1 << 20, (1 << 20) + 13])
+def test_sha256_matches_hashlib(detr_cpp, size, tmp_path):
+    # the sizes around SHA-256's 64-byte blocks and its 8-byte length field, and past the 1 MiB read buffer
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    assert detr_cpp.sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_sha256_file_errors(detr_cpp, tmp_path):
+    with pytest.raises(FileNotFoundError, match="file not found"):
+        detr_cpp.sha256_file(tmp_path / "missing")
+    with pytest.raises(ValueError, match="not a regular file"):
+        detr_cpp.sha256_file(tmp_path)
+
+
+def _flip_byte_in_record(source: Path, target: Path, record_suffix: str) -> None:
+    """``source`` copied to ``target`` with one byte of the zip record ``*record_suffix`` inverted
+    (a stored record, so the damage is in the weights themselves, not in zip's bookkeeping)."""
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        info = next(item for item in archive.infolist() if item.filename.endswith(record_suffix))
+    assert info.compress_type == zipfile.ZIP_STORED and info.file_size > 64
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start + info.file_size // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+
+def _largest_record(path: Path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        return max(archive.infolist(), key=lambda item: item.file_size).filename
+
+
+def test_the_sidecar_sha256_is_checked_at_load(detr_cpp, small_artefact, tmp_path):
+    sidecar = json.loads(small_artefact.with_suffix(".json").read_text())
+    good = tmp_path / "good.pt"
+    shutil.copyfile(small_artefact, good)
+    shutil.copyfile(small_artefact.with_suffix(".json"), tmp_path / "good.json")
+    detector = detr_cpp.Detector(good, optimize=False)
+    assert detector.verified and detector.sha256 == hashlib.sha256(good.read_bytes()).hexdigest() == sidecar["sha256"]
+    assert detr_cpp.Detector(good, optimize=False, require_sidecar=True).verified
+
+    # one byte of the largest weight inverted: the archive still loads, only the sha256 tells
+    damaged = tmp_path / "damaged.pt"
+    _flip_byte_in_record(small_artefact, damaged, _largest_record(small_artefact))
+    actual = hashlib.sha256(damaged.read_bytes()).hexdigest()
+    unchecked = detr_cpp.Detector(damaged, optimize=False)  # no sidecar: loads, integrity unchecked
+    assert not unchecked.verified and unchecked.sha256 == actual
+    with pytest.raises(ValueError, match="has no sidecar damaged.json recording its sha256, and require_sidecar"):
+        detr_cpp.Detector(damaged, require_sidecar=True)
+    (tmp_path / "damaged.json").write_text(json.dumps(sidecar))
+    message = f"damaged.pt does not match its sidecar damaged.json: sha256 {actual} != {sidecar['sha256']}"
+    for optimize in (True, False):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            detr_cpp.Detector(damaged, optimize=optimize)
+
+    # truncated, extended: named by their size, before hashing
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(small_artefact.read_bytes()[:-1000])
+    (tmp_path / "truncated.json").write_text(json.dumps(sidecar))
+    size = sidecar["size_bytes"]
+    with pytest.raises(
+        ValueError, match=f"truncated.pt is {size - 1000} bytes but its sidecar truncated.json says {size}"
+    ):
+        detr_cpp.Detector(truncated)
+
+    # sidecars that say nothing usable
+    for name, text, message in [
+        ("not_json", "{sha256", "its sidecar not_json.json is not valid JSON"),
+        ("list", "[1, 2]", "its sidecar list.json is not a JSON object"),
+        ("short", json.dumps(dict(sidecar, sha256="abc")), "its sidecar short.json has a sha256 that is not 64 hex"),
+        ("number", json.dumps(dict(sidecar, sha256=5)), "has a sha256 that is not 64 hex digits"),
+        ("size", json.dumps(dict(sidecar, size_bytes="big")), "has a size_bytes that is not an integer"),
+    ]:
+        shutil.copyfile(small_artefact, tmp_path / f"{name}.pt")
+        (tmp_path / f"{name}.json").write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            detr_cpp.Detector(tmp_path / f"{name}.pt", optimize=False)
+    # a digest in capitals is the same digest; a sidecar without one checks nothing (as load_artefact)
+    shutil.copyfile(small_artefact, tmp_path / "upper.pt")
+    (tmp_path / "upper.json").write_text(json.dumps(dict(sidecar, sha256=sidecar["sha256"].upper())))
+    assert detr_cpp.Detector(tmp_path / "upper.pt", optimize=False).verified
+    shutil.copyfile(small_artefact, tmp_path / "bare.pt")
+    (tmp_path / "bare.json").write_text(json.dumps({key: sidecar[key] for key in ("format", "class_names")}))
+    assert not detr_cpp.Detector(tmp_path / "bare.pt", optimize=False).verified
+    with pytest.raises(ValueError, match="has no sidecar bare.json recording its sha256"):
+        detr_cpp.Detector(tmp_path / "bare.pt", require_sidecar=True)
+
+
+def _artefact_with(small_artefact: Path, path: Path, change_module=None, **metadata_changes) -> Path:
+    """The small artefact re-saved to ``path`` after ``change_module(module)``, with metadata changes."""
+    module, metadata = load_artefact(small_artefact)
+    if change_module is not None:
+        with torch.no_grad():
+            change_module(module)
+    for key in ("file", "sha256", "size_bytes"):
+        metadata.pop(key, None)
+    save_artefact(module, path, dict(metadata, **metadata_changes))
+    return path
+
+
+def test_non_finite_weights_and_metadata_that_does_not_fit_are_refused(detr_cpp, small_artefact, tmp_path):
+    def poison(name: str, value: float):
+        def change(module):
+            tensors = dict(module.named_parameters()) | dict(module.named_buffers())
+            tensors[name].view(-1)[3] = value
+
+        return change
+
+    metadata = json.loads(small_artefact.with_suffix(".json").read_text())
+    seven = metadata["class_names"] + ["extra"]
+    cases = [
+        (
+            poison("model.class_embed.weight", math.nan),
+            {},
+            r"parameter 'model.class_embed.weight' holds 1 non-finite value \(NaN or inf\)",
+        ),
+        (
+            poison("model.backbone.0.body.bn1.running_var", math.inf),
+            {},
+            r"buffer 'model.backbone.0.body.bn1.running_var' holds 1 non-finite value",
+        ),
+        (
+            None,
+            {"class_names": seven, "num_classes": 7},
+            "lists 7 class_names but the model was built for num_classes=6",
+        ),
+        (None, {"input": dict(metadata["input"], layout="CHW")}, "'input.layout' to be \"HWC\""),
+        (None, {"input": dict(metadata["input"], dtype="float32")}, "'input.dtype' to be \"uint8\""),
+        (None, {"input": dict(metadata["input"], channels=1)}, r"'input.channels' to be 3 \(RGB\)"),
+        (None, {"input": dict(metadata["input"], color="BGR")}, "'input.color' to be \"RGB\""),
+    ]
+    for index, (change, metadata_changes, message) in enumerate(cases):
+        # each saved with a fresh sidecar: what is refused is the content, not a mismatch
+        path = _artefact_with(small_artefact, tmp_path / f"case_{index}.pt", change, **metadata_changes)
+        for optimize in (True, False):
+            with pytest.raises(ValueError, match=message):
+                detr_cpp.Detector(path, optimize=optimize)
+
+
+class _WithClassifier(torch.nn.Module):
+    """No num_classes attribute, only a classifier named like DETR's, with ``outputs`` outputs."""
+
+    def __init__(self, outputs: int):
+        super().__init__()
+        self.class_embed = torch.nn.Linear(4, outputs)
+
+    def forward(self, image: torch.Tensor, score_threshold: Optional[float] = None):
+        return torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+
+
+def test_a_classifier_that_does_not_fit_the_class_names_is_refused(detr_cpp, small_artefact, tmp_path):
+    # without num_classes (a model other than the scripted pipeline), DETR's classifier says it:
+    # one output per class plus "no object"
+    metadata = json.dumps(json.loads(small_artefact.with_suffix(".json").read_text()))  # 6 classes
+    fits = _save_with_metadata(torch.jit.script(_WithClassifier(7)), tmp_path / "fits.pt", metadata)
+    assert len(detr_cpp.Detector(fits, optimize=False).detect(np.zeros((8, 8, 3), np.uint8))["scores"]) == 0
+    for outputs in (6, 8):
+        path = _save_with_metadata(torch.jit.script(_WithClassifier(outputs)), tmp_path / f"{outputs}.pt", metadata)
+        message = (
+            f"classifier class_embed.weight has {outputs} outputs (classes + 'no object') but metadata.json lists 6"
+        )
+        with pytest.raises(ValueError, match=re.escape(message)):
+            detr_cpp.Detector(path, optimize=False)
+
+
+class _FixedOutputs(torch.nn.Module):
+    """Answers one fixed detection, whatever the image."""
+
+    def __init__(self, score: float, label: int, box: float):
+        super().__init__()
+        self.score, self.label, self.box = score, label, box
+
+    def forward(self, image: torch.Tensor, score_threshold: Optional[float] = None):
+        boxes = torch.full((1, 4), self.box)
+        return boxes, torch.full((1,), self.score), torch.full((1,), self.label, dtype=torch.int64)
+
+
+def test_outputs_that_do_not_fit_the_artefact_are_errors(detr_cpp, small_artefact, tmp_path):
+    image = np.zeros((8, 8, 3), np.uint8)
+    metadata = json.loads(small_artefact.with_suffix(".json").read_text())
+    fine = _save_with_metadata(torch.jit.script(_FixedOutputs(0.5, 5, 1.0)), tmp_path / "fine.pt", json.dumps(metadata))
+    assert detr_cpp.Detector(fine, optimize=False).detect(image)["labels"].tolist() == [5]
+    for (score, label, box), message in [
+        ((0.5, 6, 1.0), "the model returned label 6, outside the artefact's 6 class_names"),
+        ((0.5, -1, 1.0), "label -1"),
+        ((math.nan, 0, 1.0), "the model returned score nan, outside"),
+        ((1.5, 0, 1.0), "score 1.5"),
+        ((math.inf, 0, 1.0), "score inf, outside"),
+        ((0.5, 0, math.inf), "a box with a non-finite coordinate"),
+    ]:
+        path = _save_with_metadata(
+            torch.jit.script(_FixedOutputs(score, label, box)), tmp_path / "bad.pt", json.dumps(metadata)
+        )
+        detector = detr_cpp.Detector(path, optimize=False)
+        with pytest.raises(RuntimeError, match=re.escape(message)):
+            detector.detect(image)
+        with pytest.raises(RuntimeError, match=re.escape(message)):
+            detector.detect_batch([image, image])
 
 
 def _save_with_metadata(module, path, metadata):
@@ -737,6 +981,37 @@ def test_cli_threshold_and_errors(detr_cli, exact_detector, small_artefact, test
         (run(small_artefact), 2, "expected MODEL and IMAGE"),
         (run(small_artefact, path, "--threshold", "abc"), 2, "needs a number"),
         (run(small_artefact, path, "--frobnicate"), 2, "unknown option"),
+    ]
+    for result, code, message in cases:
+        assert result.returncode == code, (result.args, result.stderr)
+        assert message in result.stderr and result.stdout == ""
+
+
+def test_cli_checks_integrity_and_arguments(detr_cli, small_artefact, test_images, tmp_path):
+    image = tmp_path / "image.png"
+    Image.fromarray(test_images[3]).save(image)
+
+    def run(*args):
+        return subprocess.run([str(detr_cli), *map(str, args)], capture_output=True, text=True, timeout=600)
+
+    result = run(small_artefact, image, "--no-optimize", "--require-sidecar")
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["sha256"] == hashlib.sha256(small_artefact.read_bytes()).hexdigest() and output["verified"] is True
+    bare = tmp_path / "bare.pt"
+    shutil.copyfile(small_artefact, bare)
+    output = json.loads(run(bare, image, "--no-optimize").stdout)
+    assert output["verified"] is False and output["sha256"] == hashlib.sha256(bare.read_bytes()).hexdigest()
+    damaged = tmp_path / "damaged.pt"
+    _flip_byte_in_record(small_artefact, damaged, _largest_record(small_artefact))
+    shutil.copyfile(small_artefact.with_suffix(".json"), tmp_path / "damaged.json")
+    maximum = 4 * os.cpu_count()
+    cases = [
+        (run(bare, image, "--require-sidecar"), 1, "has no sidecar bare.json recording its sha256"),
+        (run(damaged, image), 1, "damaged.pt does not match its sidecar damaged.json: sha256"),
+        (run(small_artefact, image, "--threads", str(maximum + 1)), 2, f"--threads needs an integer in 1..{maximum}"),
+        (run(small_artefact, image, "--threads", "1e30"), 2, "--threads needs an integer"),
+        (run(small_artefact, image, "--repeat", "1e30"), 2, "--repeat needs an integer in 1..1000000"),
     ]
     for result, code, message in cases:
         assert result.returncode == code, (result.args, result.stderr)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import http.client
 import io
 import json
@@ -487,6 +488,9 @@ def test_health_reports_backend_and_model(embedded, small_artefact):
     assert "Server" not in headers  # no software or version advertised
     assert answer["status"] == "ok" and answer["backend"] == "embedded"
     assert answer["model"] == small_artefact.name and answer["optimized"] is False  # no absolute path
+    assert str(small_artefact.parent) not in json.dumps(answer)
+    # the hash of the file loaded, checked against the sidecar the export wrote
+    assert answer["sha256"] == hashlib.sha256(small_artefact.read_bytes()).hexdigest() and answer["verified"] is True
     assert answer["metadata"]["class_names"] == SMALL_CLASSES
     assert answer["metadata"]["input"]["max_side"] == 8192
     assert answer["limits"] == {"max_image_bytes": MAX_IMAGE_BYTES, "max_image_pixels": 40_000_000}
@@ -767,26 +771,77 @@ def jpeg_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_http_parser_refusals_are_uvicorns_plain_400(embedded):
-    # two different Content-Length headers (request smuggling): h11 refuses the request, uvicorn answers
-    # in plain text before the app sees it
-    conflicting = b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-    status, head, body = _raw_answer(
-        embedded.port, conflicting + b"Content-Length: 5\r\nContent-Length: 7\r\n\r\nabcdefg"
-    )
-    assert status == 400 and b"content-type: text/plain" in head.lower()
-    assert body == b"Invalid HTTP request received."
-    # a request head still incomplete after 16 KiB (h11's limit): the same answer
-    status, head, body = _raw_answer(
-        embedded.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000, b"\r\n\r\n"
-    )
-    assert status == 400 and body == b"Invalid HTTP request received."
-    # a long head that arrives whole is parsed: the app answers it
+def _json_refusal(port: int, request: bytes, rest: bytes = b"") -> Tuple[int, dict]:
+    """(status, JSON body) of an answer that must be JSON and close the connection."""
+    status, head, body = _raw_answer(port, request, rest)
+    lines = head.lower().split(b"\r\n")
+    assert b"content-type: application/json" in lines and b"connection: close" in lines, head
+    answer = json.loads(body)
+    assert answer["status"] == status, answer
+    return status, answer
+
+
+# What h11 cannot parse, and heads or targets too long, whether they arrive whole or in parts:
+# JSON, with the status that names the problem (plain uvicorn: 400 text/plain for all of the first).
+HTTP_REFUSALS = {
+    "two Content-Length (request smuggling)": (
+        b"POST /detect HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5\r\n"
+        b"Content-Length: 7\r\n\r\nabcdefg",
+        b"",
+        400,
+        "malformed HTTP request: conflicting Content-Length headers",
+    ),
+    "bad request line": (b"GARBAGE\r\n\r\n", b"", 400, "malformed HTTP request: illegal request line"),
+    "no Host": (b"GET /health HTTP/1.1\r\n\r\n", b"", 400, "Missing mandatory Host: header"),
+    "gzip transfer coding": (
+        b"POST /detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"",
+        501,
+        "not implemented: Only Transfer-Encoding: chunked is supported",
+    ),
+    "HTTP/2.0 request line": (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", b"", 505, "HTTP/2.0 is not supported"),
+    "head incomplete after 16 KiB": (
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000,
+        b"\r\n\r\n",
+        431,
+        "the request head is longer than 16384 bytes",
+    ),
+    "request line incomplete after 16 KiB": (
+        b"GET /" + b"a" * 20_000,
+        b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        414,
+        "the request line is longer than 16384 bytes",
+    ),
+    "long target, whole": (
+        b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"",
+        414,
+        "the request target is 20001 bytes, more than 8192",
+    ),
+    "long headers, whole": (
+        b"GET /health HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000) for i in range(20))
+        + b"\r\n",
+        b"",
+        431,
+        "the request headers are 20159 bytes, more than 16384",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HTTP_REFUSALS))
+def test_http_refusals_are_json_with_their_status(embedded, case):
+    request, rest, expected_status, message = HTTP_REFUSALS[case]
+    status, answer = _json_refusal(embedded.port, request, rest)
+    assert status == expected_status and message in answer["error"], answer
+    assert embedded.request("GET", "/health")[0] == 200
+
+
+def test_a_target_just_under_the_limit_reaches_the_app(embedded):
     status, _, body = _raw_answer(
-        embedded.port, b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        embedded.port, b"GET /" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     assert status == 404 and json.loads(body)["status"] == 404
-    assert embedded.request("GET", "/health")[0] == 200
 
 
 def test_control_characters_in_paths_are_escaped_in_the_log(tmp_path, caplog):
@@ -868,7 +923,7 @@ def gated_app(gate: Path, **limits):
     settings = Settings(host="127.0.0.1", port=0, **limits)
     app = create_app(settings, DetectionService(settings, GatedBackend(gate)))
     server = create_server(app, settings)
-    listener = listen_socket(settings.host, settings.port)
+    listener = listen_socket(settings.host, settings.port, settings.backlog)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     try:
@@ -980,8 +1035,12 @@ def test_model_failure_is_a_500_and_the_service_keeps_serving(built_module, smal
         metadata.pop(key)
     path = tmp_path / "flaky.pt"
     save_artefact(torch.jit.script(_FlakyModel()), path, metadata)
+    path.with_suffix(".json").unlink()  # no sidecar: the model loads, its integrity unchecked
     service = ServiceProcess(tmp_path / "service", {"DETR_MODEL": str(path)})
     try:
+        status, _, health = service.request("GET", "/health")
+        assert status == 200 and health["verified"] is False
+        assert health["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         ok = png_bytes(np.zeros((20, 20, 3), np.uint8))
         status, _, answer = service.detect(ok)
         assert status == 200 and answer["detections"] == [
@@ -1067,6 +1126,34 @@ def test_settings_from_environment():
     chosen = Settings.from_env({"DETR_MAX_CONCURRENCY": "3", "DETR_MAX_QUEUE": "0", "DETR_REQUEST_TIMEOUT_S": "2.5"})
     assert (chosen.max_concurrency, chosen.max_queue, chosen.request_timeout_s) == (3, 0, 2.5)
     assert Settings.from_env({"DETR_MAX_IMAGE_PIXELS": "1000"}).max_image_pixels == 1000
+    assert (defaults.max_connections, defaults.backlog, defaults.keep_alive_s, defaults.header_timeout_s) == (
+        256,
+        2048,
+        5.0,
+        10.0,
+    )
+    assert defaults.require_sidecar is False
+    connections = Settings.from_env(
+        {
+            "DETR_MAX_CONNECTIONS": "10",
+            "DETR_BACKLOG": "64",
+            "DETR_KEEP_ALIVE_S": "1.5",
+            "DETR_HEADER_TIMEOUT_S": "2",
+            "DETR_REQUIRE_SIDECAR": "1",
+        }
+    )
+    assert (connections.max_connections, connections.backlog, connections.keep_alive_s) == (10, 64, 1.5)
+    assert (connections.header_timeout_s, connections.require_sidecar) == (2.0, True)
+    for env, message in [
+        ({"DETR_MAX_CONNECTIONS": "0"}, "DETR_MAX_CONNECTIONS must be positive"),
+        ({"DETR_BACKLOG": "0"}, r"DETR_BACKLOG must be in 1\.\.65535"),
+        ({"DETR_BACKLOG": "100000"}, r"DETR_BACKLOG must be in 1\.\.65535"),
+        ({"DETR_KEEP_ALIVE_S": "0"}, r"DETR_KEEP_ALIVE_S must be in \(0, 3600\]"),
+        ({"DETR_HEADER_TIMEOUT_S": "nan"}, r"DETR_HEADER_TIMEOUT_S must be in \(0, 3600\]"),
+        ({"DETR_REQUIRE_SIDECAR": "maybe"}, "DETR_REQUIRE_SIDECAR must be 1 or 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Settings.from_env(env)
     with pytest.raises(ValueError, match="DETR_MAX_IMAGE_PIXELS must be positive"):
         Settings.from_env({"DETR_MAX_IMAGE_PIXELS": "0"})
     assert check_threshold("0") == 0.0

@@ -15,6 +15,11 @@ Around the service this module adds what a server facing many clients needs:
   ``DETR_MAX_QUEUE`` more wait; beyond that 503 with ``Retry-After``;
 * a time limit per request, ``DETR_REQUEST_TIMEOUT_S``: 504 when the answer is late (408 when
   the body itself is);
+* connection limits (:mod:`detr_deploy.serve.protocol`): at most ``DETR_MAX_CONNECTIONS`` open
+  (503 past it), idle ones closed after ``DETR_KEEP_ALIVE_S``, a request head due within
+  ``DETR_HEADER_TIMEOUT_S`` (408), the listen backlog ``DETR_BACKLOG``; what the HTTP parser refuses,
+  an HTTP version other than 1.x (505), a target over 8 KiB (414) or headers over 16 KiB (431) are
+  answered in JSON too;
 * Prometheus metrics in a registry of the app's own (:class:`Metrics`);
 * graceful shutdown on SIGTERM and SIGINT (uvicorn's): no new connections, requests in flight
   finish, exit status 0.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -63,6 +69,7 @@ from starlette.responses import Response
 
 from detr_deploy import __version__
 from detr_deploy.cli import add_model_argument
+from detr_deploy.serve.protocol import OVER_CAPACITY, ConnectionLimits, ServiceH11Protocol
 from detr_deploy.serve.service import Backend, DetectionService
 from detr_deploy.serve.settings import BACKENDS, DEFAULT_MODEL_NAME, ServiceError, Settings, check_threshold
 
@@ -76,6 +83,10 @@ CLOSE = {"Connection": "close"}
 DRAIN_BYTES = 16 << 20
 DRAIN_SECONDS = 2.0
 DRAIN_IDLE_SECONDS = 0.2  # a client that sends nothing for this long is not sending a body
+# A request target (path and query) or a head longer than these is refused before routing (414, 431):
+# /detect's target is short, and h11 refuses a head still incomplete past 16 KiB anyway.
+MAX_TARGET_BYTES = 8 * 1024
+MAX_HEAD_BYTES = 16 * 1024
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -207,10 +218,31 @@ class Metrics:
             self.errors.labels(str(status)).inc()
 
 
+def _refusal(scope) -> Optional[JSONAnswer]:
+    """The answer to a request refused before routing, whatever its path: on a connection over
+    DETR_MAX_CONNECTIONS (503), an HTTP version other than 1.x (505), a target or head too long
+    (414, 431). None for the others."""
+    if OVER_CAPACITY in scope:
+        open_connections, limit = scope[OVER_CAPACITY]
+        message = f"busy: {open_connections} connections open (DETR_MAX_CONNECTIONS={limit}); retry later"
+        return error_answer(503, message, dict(CLOSE, **{"Retry-After": "1"}))
+    version = scope.get("http_version", "1.1")
+    if not version.startswith("1."):
+        return error_answer(505, f"HTTP/{version} is not supported: send HTTP/1.1", CLOSE)
+    target = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
+    if target > MAX_TARGET_BYTES:
+        return error_answer(414, f"the request target is {target} bytes, more than {MAX_TARGET_BYTES}", CLOSE)
+    head = sum(len(key) + len(value) + 4 for key, value in scope["headers"])
+    if head > MAX_HEAD_BYTES:
+        return error_answer(431, f"the request headers are {head} bytes, more than {MAX_HEAD_BYTES}", CLOSE)
+    return None
+
+
 class _Observe:
-    """ASGI middleware: counts, times and logs every request, and closes the connection after
-    an answer that left a chunked body, or a declared one larger than ``drain_limit``, unread
-    (uvicorn would otherwise read all of it to keep the connection)."""
+    """ASGI middleware: counts, times and logs every request, answers those :func:`_refusal`
+    refuses, and closes the connection after an answer that left a chunked body, or a declared
+    one larger than ``drain_limit``, unread (uvicorn would otherwise read all of it to keep the
+    connection)."""
 
     def __init__(self, app, metrics: Metrics, routes: frozenset, drain_limit: int):
         self.app, self.metrics, self.routes, self.drain_limit = app, metrics, routes, drain_limit
@@ -243,9 +275,15 @@ class _Observe:
                         message = dict(message, headers=answer_headers + [(b"connection", b"close")])
             await send(message)
 
+        refusal = _refusal(scope)
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, observed_receive, observed_send)
+            if refusal is None:
+                await self.app(scope, observed_receive, observed_send)
+            else:  # the connection closes after it: what the client still sends is dropped first
+                if body_pending:
+                    await _drain_receive(observed_receive, headers.get("expect", ""))
+                await refusal(scope, observed_receive, observed_send)
         finally:
             self.metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
@@ -297,13 +335,17 @@ async def _read_body(receive, limit: int, keep: bool) -> Tuple[int, bytes, bool]
 async def _drain(request: Request) -> None:
     """Read and drop what the client still sends of its body (see DRAIN_BYTES). A client
     waiting for ``100 Continue`` sends nothing before the answer, so it is not waited for."""
-    if request.headers.get("expect", "").lower() == "100-continue":
+    await _drain_receive(request.receive, request.headers.get("expect", ""))
+
+
+async def _drain_receive(receive, expect: str) -> None:
+    if expect.lower() == "100-continue":
         return
     loop = asyncio.get_running_loop()
     deadline, budget = loop.time() + DRAIN_SECONDS, DRAIN_BYTES
     with contextlib.suppress(asyncio.TimeoutError):
         while budget > 0 and loop.time() < deadline:
-            message = await asyncio.wait_for(request.receive(), min(DRAIN_IDLE_SECONDS, deadline - loop.time()))
+            message = await asyncio.wait_for(receive(), min(DRAIN_IDLE_SECONDS, deadline - loop.time()))
             if message["type"] != "http.request" or not message.get("more_body", False):
                 return
             budget -= len(message.get("body", b""))
@@ -432,15 +474,19 @@ DETECT_REQUEST_BODY = {
 }
 DETECT_ERRORS = {
     400: "not an image, bad JSON or base64, bad score_threshold, unknown field or query parameter",
-    408: "the body did not arrive within DETR_REQUEST_TIMEOUT_S",
+    408: "the body did not arrive within DETR_REQUEST_TIMEOUT_S (or the request head within DETR_HEADER_TIMEOUT_S)",
     411: "no Content-Length (chunked bodies are not accepted)",
+    414: "a request target over 8 KiB",
     413: "more bytes than DETR_MAX_IMAGE_BYTES, more pixels than DETR_MAX_IMAGE_PIXELS, "
     "or more pixels per side than the model's max_side",
     415: "a content type other than image/*, application/octet-stream or application/json",
+    431: "request headers over 16 KiB",
     500: "the model failed",
     502: "the model server answered with an error (external backend)",
-    503: "every worker and queue place is taken (Retry-After says when to retry), or the model server is unreachable",
+    503: "every worker and queue place is taken, or more than DETR_MAX_CONNECTIONS connections are open "
+    "(Retry-After says when to retry), or the model server is unreachable",
     504: "no answer within DETR_REQUEST_TIMEOUT_S",
+    505: "an HTTP version other than 1.x",
 }
 
 
@@ -568,10 +614,14 @@ def create_app(settings: Settings, service: Optional[DetectionService] = None) -
 
 
 def create_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
-    """uvicorn for ``app``: the h11 protocol (plain uvicorn), the app's lifespan, the service's logging."""
+    """uvicorn for ``app``: its h11 protocol with the service's connection limits
+    (:class:`~detr_deploy.serve.protocol.ServiceH11Protocol`), the app's lifespan, the service's logging."""
+    limits = ConnectionLimits(settings.max_connections, settings.header_timeout_s, settings.request_timeout_s)
     config = uvicorn.Config(
         app,
-        http="h11",
+        http=functools.partial(ServiceH11Protocol, limits=limits),  # type: ignore[arg-type]
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+        backlog=settings.backlog,  # asyncio listens again with this, whatever listen_socket set
         ws="none",
         lifespan="on",
         log_config=None,  # the root logger's configuration, as for the rest of the service
@@ -583,9 +633,9 @@ def create_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
+def listen_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
     """A listening TCP socket (port 0: the OS picks one), bound before uvicorn starts so that its
-    address is known and a taken port fails the start-up."""
+    address is known and a taken port fails the start-up. ``backlog``: DETR_BACKLOG."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP spelled out: asyncio turns Nagle's algorithm off only on sockets that say so,
     # and without that every keep-alive answer waits ~40 ms for the client's delayed ACK
@@ -593,7 +643,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(2048)
+        listener.listen(backlog)
     except OSError:
         listener.close()
         raise
@@ -627,7 +677,7 @@ def main(argv: Optional[Sequence[str]] = None, backend: Optional[Backend] = None
         flags = ("backend", "model", "runtime", "model_server_url", "model_name", "model_metadata", "host", "port")
         settings = Settings.from_env(**{name: getattr(args, name) for name in flags})
         app = create_app(settings, DetectionService(settings, backend))
-        listener = listen_socket(settings.host, settings.port)
+        listener = listen_socket(settings.host, settings.port, settings.backlog)
     except (ValueError, RuntimeError, OSError) as error:  # bad settings, missing module/model, port taken
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -93,7 +93,13 @@ class EmbeddedBackend:
         if not model:
             raise ValueError("the embedded backend needs DETR_MODEL (an artefact .pt) or DETR_RUNTIME")
         self.model_path = model
-        self.detector = self.detr_cpp.Detector(model, num_threads=settings.num_threads, optimize=settings.optimize)
+        # the Detector checks the file against its sidecar's sha256 and refuses a damaged model
+        self.detector = self.detr_cpp.Detector(
+            model,
+            num_threads=settings.num_threads,
+            optimize=settings.optimize,
+            require_sidecar=settings.require_sidecar,
+        )
         self.metadata = dict(self.detector.metadata)
         self.class_names = list(self.detector.class_names)
         self.max_side = int(self.detector.max_side)
@@ -103,6 +109,8 @@ class EmbeddedBackend:
     def info(self) -> dict:
         return {
             "model": Path(self.model_path).name,  # the file name only: /health does not reveal the file system
+            "sha256": self.detector.sha256,  # of the file as loaded
+            "verified": bool(self.detector.verified),  # False: no sidecar recorded it, integrity unchecked
             "libtorch": self.detr_cpp.libtorch_version(),
             "optimized": bool(self.detector.optimized),
             "threads": int(self.detr_cpp.get_num_threads()),

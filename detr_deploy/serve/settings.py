@@ -7,6 +7,8 @@ Environment variables (command-line flags of ``python -m detr_deploy.serve`` ove
     DETR_RUNTIME            runtime folder holding detr_cpp and lib/ (default: import
                             detr_cpp, else the repository's build in cpp/)
     DETR_OPTIMIZE           1 | 0: freeze + optimize after loading   (default 1)
+    DETR_REQUIRE_SIDECAR    1 | 0: refuse a model without a sidecar .json recording its sha256
+                            (default 0: without one, integrity is unchecked and /health says so)
     DETR_NUM_THREADS        torch intra-op threads for embedded      (default: libtorch's)
     DETR_MODEL_SERVER_URL   e.g. http://model-server:8000            (external)
     DETR_MODEL_NAME         model name in the model server    (default pic2card_detr)
@@ -21,6 +23,10 @@ Environment variables (command-line flags of ``python -m detr_deploy.serve`` ove
                             process may use)
     DETR_MAX_QUEUE          requests waiting beyond those; more get 503 (default 2 x concurrency)
     DETR_REQUEST_TIMEOUT_S  seconds from a request's arrival to its answer; later: 504 (default 60)
+    DETR_MAX_CONNECTIONS    connections open at once; a request on one past it gets 503 (default 256)
+    DETR_BACKLOG            listen backlog: connections the kernel queues before accept (default 2048)
+    DETR_KEEP_ALIVE_S       seconds an idle connection is kept before its next request (default 5)
+    DETR_HEADER_TIMEOUT_S   seconds to send a complete request head; later: 408 (default 10)
     DETR_SCORE_THRESHOLD    default threshold            (default: the model's own)
     DETR_HOST, PORT         where to listen                  (default 127.0.0.1, 8000)
     DETR_LOG_LEVEL          DEBUG | INFO | WARNING ... (one INFO line per request; default INFO)
@@ -54,6 +60,11 @@ DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 # 40 megapixels decode to 120 MB of RGB, about 0.6 GB with Pillow's copy and the model's float input:
 # two at once (a 2-core container's workers) leave room in 4 GB
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+# An open connection costs the service a few KB, up to ~350 KB while it sends (h11's 16 KiB head buffer,
+# uvicorn's 64 KiB body high-water mark, one 256 KiB read): 256 of them stay under 100 MB in a 4 GB
+# container, and below the usual 1024 open files
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_BACKLOG = 2048  # uvicorn's; the kernel's memory, capped by net.core.somaxconn
 
 # What Settings.from_env reads (the module docstring describes each).
 ENVIRONMENT_VARIABLES = (
@@ -61,6 +72,7 @@ ENVIRONMENT_VARIABLES = (
     "DETR_MODEL",
     "DETR_RUNTIME",
     "DETR_OPTIMIZE",
+    "DETR_REQUIRE_SIDECAR",
     "DETR_NUM_THREADS",
     "DETR_MODEL_SERVER_URL",
     "DETR_MODEL_NAME",
@@ -72,6 +84,10 @@ ENVIRONMENT_VARIABLES = (
     "DETR_MAX_CONCURRENCY",
     "DETR_MAX_QUEUE",
     "DETR_REQUEST_TIMEOUT_S",
+    "DETR_MAX_CONNECTIONS",
+    "DETR_BACKLOG",
+    "DETR_KEEP_ALIVE_S",
+    "DETR_HEADER_TIMEOUT_S",
     "DETR_SCORE_THRESHOLD",
     "DETR_HOST",
     "PORT",
@@ -133,6 +149,7 @@ class Settings:
     model: Optional[str] = None
     runtime: Optional[str] = None
     optimize: bool = True
+    require_sidecar: bool = False
     num_threads: Optional[int] = None
     model_server_url: Optional[str] = None
     model_name: str = DEFAULT_MODEL_NAME
@@ -144,6 +161,10 @@ class Settings:
     max_concurrency: Optional[int] = None  # None: usable_cpus()
     max_queue: Optional[int] = None  # None: 2 x max_concurrency
     request_timeout_s: float = 60.0
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    backlog: int = DEFAULT_BACKLOG
+    keep_alive_s: float = 5.0
+    header_timeout_s: float = 10.0
     score_threshold: Optional[float] = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -171,6 +192,13 @@ class Settings:
             raise ValueError(f"DETR_MAX_QUEUE must be 0 or more, got {self.max_queue}")
         if not self.request_timeout_s > 0:
             raise ValueError(f"DETR_REQUEST_TIMEOUT_S must be positive, got {self.request_timeout_s}")
+        if self.max_connections <= 0:
+            raise ValueError(f"DETR_MAX_CONNECTIONS must be positive, got {self.max_connections}")
+        if not 1 <= self.backlog <= 65535:
+            raise ValueError(f"DETR_BACKLOG must be in 1..65535, got {self.backlog}")
+        for name, value in (("DETR_KEEP_ALIVE_S", self.keep_alive_s), ("DETR_HEADER_TIMEOUT_S", self.header_timeout_s)):
+            if not 0 < value <= 3600:  # also refuses nan
+                raise ValueError(f"{name} must be in (0, 3600] seconds, got {value}")
         if self.num_threads is not None and self.num_threads <= 0:
             raise ValueError(f"DETR_NUM_THREADS must be positive, got {self.num_threads}")
         if not self.timeout_s > 0:
@@ -185,11 +213,14 @@ class Settings:
         environ = os.environ if environ is None else environ
         timeout = _env_number(environ, "DETR_MODEL_SERVER_TIMEOUT", float)
         request_timeout = _env_number(environ, "DETR_REQUEST_TIMEOUT_S", float)
+        keep_alive = _env_number(environ, "DETR_KEEP_ALIVE_S", float)
+        header_timeout = _env_number(environ, "DETR_HEADER_TIMEOUT_S", float)
         values = dict(
             backend=environ.get("DETR_BACKEND", "embedded").strip().lower() or "embedded",
             model=environ.get("DETR_MODEL") or None,
             runtime=environ.get("DETR_RUNTIME") or None,
             optimize=_env_bool(environ, "DETR_OPTIMIZE", True),
+            require_sidecar=_env_bool(environ, "DETR_REQUIRE_SIDECAR", False),
             num_threads=_env_number(environ, "DETR_NUM_THREADS", int),
             model_server_url=environ.get("DETR_MODEL_SERVER_URL") or None,
             model_name=environ.get("DETR_MODEL_NAME") or DEFAULT_MODEL_NAME,
@@ -201,6 +232,10 @@ class Settings:
             max_concurrency=_env_number(environ, "DETR_MAX_CONCURRENCY", int),
             max_queue=_env_number(environ, "DETR_MAX_QUEUE", int),
             request_timeout_s=60.0 if request_timeout is None else request_timeout,
+            max_connections=_env_number(environ, "DETR_MAX_CONNECTIONS", int, DEFAULT_MAX_CONNECTIONS),
+            backlog=_env_number(environ, "DETR_BACKLOG", int, DEFAULT_BACKLOG),
+            keep_alive_s=5.0 if keep_alive is None else keep_alive,
+            header_timeout_s=10.0 if header_timeout is None else header_timeout,
             score_threshold=_env_number(environ, "DETR_SCORE_THRESHOLD", float),
             host=environ.get("DETR_HOST") or "127.0.0.1",
             port=_env_number(environ, "PORT", int, 8000),
