@@ -26,7 +26,11 @@ __all__ = [
     "plot_attention",
     "plot_ground_truth_comparison",
     "add_comparison_legend",
+    "declutter_tags",
+    "show_figure",
 ]
+
+TAG_GID = "detection-tag"  # marks the text tags that declutter_tags may move or hide
 
 
 def class_color(index: int) -> Tuple[float, float, float]:
@@ -65,6 +69,7 @@ def plot_detections(
             fontsize=fontsize,
             color="white",
             va="bottom",
+            gid=TAG_GID,
             bbox=dict(facecolor=color, edgecolor="none", pad=0.5, alpha=0.85),
         )
     ax.set_axis_off()
@@ -228,7 +233,7 @@ def plot_ground_truth_comparison(
     ax.imshow(image)
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    tag = dict(fontsize=fontsize, color="white", va="bottom", clip_on=True)
+    tag = dict(fontsize=fontsize, color="white", va="bottom", clip_on=True, gid=TAG_GID)
     for (x0, y0, x1, y1), label, found in zip(gt_boxes, np.asarray(gt_labels).reshape(-1), match["gt_matched"]):
         color = class_color(label)
         ax.add_patch(
@@ -245,6 +250,7 @@ def plot_ground_truth_comparison(
                 color="white",
                 va="top",
                 clip_on=True,
+                gid=TAG_GID,
                 bbox=dict(facecolor=color, edgecolor="black", linestyle="--", pad=0.5, alpha=0.9),
             )
     for (x0, y0, x1, y1), score, label, gt, iou in zip(
@@ -270,3 +276,47 @@ def plot_ground_truth_comparison(
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def declutter_tags(fig) -> int:
+    """Make the figure's detection tags readable once its layout is final (call it after
+    ``tight_layout``): a tag whose box lies outside the view is hidden, a tag that sticks out of its
+    axes is moved inside, and a tag that would cover one drawn before it is hidden (the box outline
+    stays). Returns how many tags were hidden because they overlapped."""
+    renderer = fig.canvas.get_renderer()
+    hidden = 0
+    for ax in fig.axes:
+        frame = ax.get_window_extent(renderer)
+        kept = []
+        for text in [t for t in ax.texts if t.get_gid() == TAG_GID and t.get_visible()]:
+            anchor_x, anchor_y = ax.transData.transform(text.get_position())
+            if not (frame.x0 - 1 <= anchor_x <= frame.x1 + 1 and frame.y0 - 1 <= anchor_y <= frame.y1 + 1):
+                text.set_visible(False)  # its box is outside the view (a zoomed crop): pulling it in would mislead
+                continue
+            extent = text.get_window_extent(renderer)
+            shift_x = min(0.0, frame.x1 - extent.x1) or max(0.0, frame.x0 - extent.x0)
+            shift_y = min(0.0, frame.y1 - extent.y1) or max(0.0, frame.y0 - extent.y0)
+            if shift_x or shift_y:  # display pixels -> data coordinates
+                x, y = ax.transData.transform(text.get_position())
+                text.set_position(ax.transData.inverted().transform((x + shift_x, y + shift_y)))
+                extent = text.get_window_extent(renderer)
+            if any(extent.overlaps(other) for other in kept):
+                text.set_visible(False)
+                hidden += 1
+            else:
+                kept.append(extent)
+    return hidden
+
+
+def show_figure(fig, image_format: str = "png", **savefig_kwargs) -> None:
+    """Show ``fig`` in a notebook in one format and close it: PNG for line plots and charts (sharp,
+    small), JPEG for figures full of card pixels (pass ``pil_kwargs={"quality": 85}``)."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=image_format, bbox_inches="tight", **savefig_kwargs)
+    plt.close(fig)
+    display(Image(data=buffer.getvalue(), format=image_format))

@@ -6,10 +6,13 @@
 # libtorch itself is NOT installed here: CMake uses the torch wheel already in the Python
 # environment. The cppimport module (detr_cpp) needs only the compiler.
 #
-# Idempotent: installs only what is missing and does nothing when everything is present.
-# As root it runs apt-get; otherwise it prints the command to run and exits with status 1.
+# Idempotent: installs only what is missing and does nothing when everything is present,
+# as root or not. When something is missing and cannot be installed (not root, or no
+# apt-get), it prints what is missing and the command to run, and exits 0, so that what
+# does not need the packages can go on; --strict makes that exit 1.
 #
-#   scripts/install_system_deps.sh            # install what is missing
+#   scripts/install_system_deps.sh            # install what is missing, or say how
+#   scripts/install_system_deps.sh --strict   # the same; exit 1 if anything stays missing
 #   scripts/install_system_deps.sh --check    # only report; exit 1 when something is missing
 set -euo pipefail
 
@@ -19,12 +22,15 @@ COMMANDS=("g++:g++" "cmake:cmake" "make:make" "readelf:binutils")
 LIBRARIES=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev)
 
 check_only=0
-case "${1:-}" in
-  --check) check_only=1 ;;
-  "") ;;
-  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
-esac
+strict=0
+for argument in "$@"; do
+  case "$argument" in
+    --check) check_only=1 ;;
+    --strict) strict=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: $0 [--strict | --check]" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for entry in "${COMMANDS[@]}"; do
@@ -46,22 +52,32 @@ if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 
-echo "missing system packages: ${missing[*]}"
+apt_command="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+
+# Cannot install here: say what is missing and how to install it; fail only if asked to.
+not_installed() {
+  echo "missing system packages for the C++ program (cpp/detr_cli): ${missing[*]}" >&2
+  echo "$1" >&2
+  if [ "$check_only" -eq 1 ] || [ "$strict" -eq 1 ]; then
+    exit 1
+  fi
+  local needs="building cpp/detr_cli (CMake) needs them"
+  case " ${missing[*]} " in *" g++ "*) needs="$needs, and building the detr_cpp module needs g++" ;; esac
+  echo "continuing without them ($needs; --strict stops here instead)" >&2
+  exit 0
+}
+
 if [ "$check_only" -eq 1 ]; then
-  echo "run scripts/install_system_deps.sh (as root) to install them" >&2
-  exit 1
+  not_installed "install them with: sudo sh -c '$apt_command'"
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "error: apt-get not found. Install a C++20 compiler, CMake >= 3.18 and OpenCV's C++" >&2
-  echo "development files (core, imgproc, imgcodecs) with your system's package manager." >&2
-  exit 1
+  not_installed "apt-get not found: install a C++20 compiler, CMake >= 3.18 and OpenCV's C++ development files (core, imgproc, imgcodecs) with your system's package manager"
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "error: installing system packages needs root. Run:" >&2
-  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
-  exit 1
+  not_installed "installing them needs root; run: sudo sh -c '$apt_command'"
 fi
 
+echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

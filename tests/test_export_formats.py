@@ -5,7 +5,7 @@ uint8 images and must return the same detections: labels identical, boxes and sc
 within a tolerance (compiled kernels sum in another order than eager).
 
 Compiling with AOTInductor takes minutes, so the AOTInductor tests use the demo model's package
-that chapter 02b also uses (``aoti.demo_aoti``), cached under ``build/aoti`` keyed by a
+that the benchmark also uses (``aoti.demo_aoti``), cached under ``build/aoti`` keyed by a
 hash of the weights, settings, torch version and code: a fresh checkout compiles it once. The
 export, ONNX and OpenVINO tests use a tiny DETR (1 encoder + 1 decoder layer).
 The ONNX Runtime and OpenVINO tests skip when their optional extra is not installed.
@@ -29,7 +29,13 @@ from detr_deploy.demo_model import demo_settings
 from detr_deploy.export import aoti, onnx, openvino
 from detr_deploy.export.__main__ import main as export_main
 from detr_deploy.export.artefact import make_pipeline
-from detr_deploy.export.program import export_program, guards_hold, min_resized_side
+from detr_deploy.export.program import (
+    export_program,
+    fixed_input_size,
+    guards_hold,
+    min_resized_side,
+    program_metadata,
+)
 from detr_deploy.model.checkpoint import load_model
 from detr_deploy.model.detr import detr_small
 from detr_deploy.native.runners import EXTRA_REQUIREMENT, OnnxRuntimeDetector, OpenVinoDetector
@@ -156,6 +162,26 @@ def test_min_resized_side_is_where_the_export_guards_start_to_hold(program, eage
         module(torch.from_numpy(below), torch.tensor(0.0))
     module(torch.from_numpy(at), torch.tensor(0.0))
     assert guards_hold(program, *at.shape[:2]) and not guards_hold(program, *below.shape[:2])
+
+
+def test_metadata_reads_the_size_limits_from_the_program(program, eager):
+    """Dynamic: the guards' limit on the resized side; static: the size it was exported at."""
+    assert fixed_input_size(program) is None
+    dynamic = program_metadata(eager, "test", program)
+    assert dynamic["input"]["min_resized_side"] == 17 and "traced_input_size" not in dynamic
+    static = export_program(eager, dynamic=False, example_size=(96, 128))
+    assert fixed_input_size(static) == (96, 128)
+    metadata = program_metadata(eager, "test", static)
+    assert metadata["traced_input_size"] == [96, 128] and "min_resized_side" not in metadata["input"]
+
+
+def test_export_aoti_compiles_with_the_public_api():
+    """torch._inductor.aoti_compile_and_package, not aot_compile and the private packager."""
+    import inspect
+
+    source = inspect.getsource(aoti)
+    assert "aoti_compile_and_package(" in source
+    assert "aot_compile(" not in source and "pt2_archive" not in source
 
 
 def test_export_program_rejects_square_example(eager):

@@ -116,3 +116,39 @@ def test_decoder_cross_attention_sums_to_one():
     assert weights.shape == (5, 4, 6)  # stride 16
     assert torch.allclose(weights.sum((1, 2)), torch.ones(5), atol=1e-5)
     assert outputs["pred_logits"].shape[:2] == (1, 5)
+
+
+def test_declutter_tags_hides_overlaps_and_pulls_tags_inside():
+    from detr_deploy.plotting import declutter_tags, plot_detections
+
+    image = np.full((100, 200, 3), 255, np.uint8)
+    # two boxes at the same corner (their tags overlap) and one at the right edge (its tag sticks out)
+    boxes = np.array([[10, 40, 60, 60], [11, 41, 61, 61], [180, 70, 199, 90]], np.float32)
+    fig, ax = plt.subplots(figsize=(4, 2))
+    plot_detections(ax, image, boxes, [0, 1, 2], CLASS_NAMES, scores=[0.9, 0.8, 0.7], fontsize=8)
+    fig.tight_layout()
+    assert declutter_tags(fig) == 1
+    renderer = fig.canvas.get_renderer()
+    visible = [text for text in ax.texts if text.get_visible()]
+    assert [text.get_text() for text in visible] == ["textbox 0.90", "checkbox 0.70"]
+    frame = ax.get_window_extent(renderer)
+    for text in visible:  # independent check: every kept tag lies inside the axes, none overlap
+        extent = text.get_window_extent(renderer)
+        assert frame.x0 - 0.5 <= extent.x0 and extent.x1 <= frame.x1 + 0.5
+    assert not visible[0].get_window_extent(renderer).overlaps(visible[1].get_window_extent(renderer))
+    plt.close(fig)
+
+
+def test_declutter_tags_hides_tags_of_boxes_outside_a_zoomed_view():
+    from detr_deploy.plotting import declutter_tags, plot_detections
+
+    image = np.full((100, 200, 3), 255, np.uint8)
+    boxes = np.array([[10, 20, 40, 40], [150, 80, 190, 95]], np.float32)  # the second lies outside the crop
+    fig, ax = plt.subplots(figsize=(3, 2))
+    plot_detections(ax, image, boxes, [0, 1], CLASS_NAMES, fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_ylim(60, 0)
+    fig.tight_layout()
+    assert declutter_tags(fig) == 0
+    assert [text.get_text() for text in ax.texts if text.get_visible()] == [CLASS_NAMES[0]]
+    plt.close(fig)

@@ -1,7 +1,9 @@
 """``torch.export`` + AOTInductor: the successor of TorchScript, a ``.pt2`` package.
 
 :func:`export_aoti` compiles the pipeline's program (:mod:`detr_deploy.export.program`) for the
-CPU. The C++ ``detr_cpp.Detector`` loads the package like a TorchScript ``.pt``
+CPU with ``torch._inductor.aoti_compile_and_package``; :func:`finish_package` adds what
+detr_deploy needs (the metadata, no dependency on ``libtorch.so``). The C++
+``detr_cpp.Detector`` loads the package like a TorchScript ``.pt``
 (``detector.backend == "aotinductor"``), chosen by the metadata embedded in the package;
 :func:`load_aoti` runs it from Python. Compiling takes minutes: :func:`cached_aoti` keeps one
 package per distinct input.
@@ -14,7 +16,9 @@ import inspect
 import json
 import os
 import platform
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -26,6 +30,7 @@ from detr_deploy.export import artefact, program
 from detr_deploy.export.artefact import METADATA_FILE, write_sidecar
 from detr_deploy.export.program import DEFAULT_EXAMPLE_SIZE, as_pipeline, export_program, program_metadata
 from detr_deploy.machine import ISA_FLAGS, cpu_isa_flags
+from detr_deploy.model.pipeline import DetectionPipeline
 from detr_deploy.native.runners import AOTI_FORMAT
 from detr_deploy.native.runtime_folder import replace_needed
 from detr_deploy.paths import BUILD_DIR, MODELS_DIR, relative
@@ -34,6 +39,7 @@ __all__ = [
     "DEFAULT_INDUCTOR_CONFIGS",
     "ISA_FLAGS",
     "export_aoti",
+    "finish_package",
     "cached_aoti",
     "demo_aoti",
     "load_aoti",
@@ -66,17 +72,51 @@ def check_cpu(metadata: dict, path) -> None:
         )
 
 
-def _drop_libtorch_dependency(library: Path) -> bool:
-    """Point the compiled model's DT_NEEDED ``libtorch.so`` at ``libtorch_cpu.so`` instead.
+def _without_libtorch_dependency(library: bytes) -> bytes:
+    """The compiled model with its DT_NEEDED ``libtorch.so`` pointed at ``libtorch_cpu.so``.
 
     Inductor links the model with ``-ltorch``, but on the CPU it uses only symbols of
     libtorch_cpu (which it also lists). With the CUDA wheel ``libtorch.so`` pulls in
     ``libtorch_cuda.so`` and CUDA's libraries, and the .so has no rpath, so loading it from
     a process that has not loaded ``libtorch.so`` fails with ``dlopen: libtorch.so: cannot
     open shared object file``. After this, a process that has libtorch_cpu (the detr_cpp
-    module, the slim runtime folder) loads it. Returns False if there was nothing to change.
+    module, the slim runtime folder) loads it.
     """
-    return replace_needed(library, "libtorch.so", "libtorch_cpu.so")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "model.so"
+        path.write_bytes(library)
+        replace_needed(path, "libtorch.so", "libtorch_cpu.so")
+        return path.read_bytes()
+
+
+def finish_package(
+    package, pipeline: DetectionPipeline, program: torch.export.ExportedProgram, inductor_configs: Optional[dict] = None
+) -> dict:
+    """Make a package from ``torch._inductor.aoti_compile_and_package`` loadable by the C++
+    ``Detector``, in place: the metadata goes in as ``extra/metadata.json`` and the compiled
+    model's ``libtorch.so`` dependency becomes ``libtorch_cpu.so``. Returns the metadata.
+
+    ``aoti_compile_and_package`` takes no extra files and packages the library as compiled,
+    so the zip is rewritten (a ``.pt2`` is a zip of stored entries under one folder).
+    """
+    package = Path(package)
+    configs = DEFAULT_INDUCTOR_CONFIGS if inductor_configs is None else inductor_configs
+    metadata = program_metadata(pipeline, AOTI_FORMAT, program)
+    metadata["compiled_for"] = _compiled_for(configs)
+    rewritten = package.with_name(package.name + ".partial")
+    with zipfile.ZipFile(package) as source, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_STORED) as target:
+        libraries = [name for name in source.namelist() if name.endswith(".so")]
+        if len(libraries) != 1:
+            raise RuntimeError(f"{package.name} holds {len(libraries)} shared libraries, expected 1")
+        folder = libraries[0].split("/")[0]
+        for name in source.namelist():
+            if name.endswith("/extra/" + METADATA_FILE):
+                continue
+            data = source.read(name)
+            target.writestr(name, _without_libtorch_dependency(data) if name == libraries[0] else data)
+        target.writestr(f"{folder}/extra/{METADATA_FILE}", json.dumps(metadata, sort_keys=True))
+    os.replace(rewritten, package)
+    return metadata
 
 
 def export_aoti(
@@ -94,35 +134,22 @@ def export_aoti(
     ``settings``: the pipeline's (``min_size``, ``max_size``, ``score_threshold``, ``top_k``, ...;
     unset or None: :data:`~detr_deploy.export.program.PIPELINE_DEFAULTS`) for a DETR ``model``.
     Returns the ``.pt2`` path. The sidecar records ``export_seconds`` and ``compile_seconds``
-    (DETR-R50: about 2 minutes on 2 cores; the demo model less: use :func:`cached_aoti`).
+    (compiling takes minutes: :func:`cached_aoti` keeps the package).
     """
-    from torch.export.pt2_archive._package import package_pt2
-
     out_path = Path(out_path)
     if out_path.suffix != ".pt2":
         raise ValueError(f"an AOTInductor package must end in .pt2, got {out_path.name}")
-    pipeline, detr = as_pipeline(model, settings)
+    pipeline, _ = as_pipeline(model, settings)
     start = time.perf_counter()
-    exported = export_program(pipeline, dynamic=dynamic, example_size=example_size)
+    program = export_program(pipeline, dynamic=dynamic, example_size=example_size)
     export_seconds = time.perf_counter() - start
     configs = dict(DEFAULT_INDUCTOR_CONFIGS if inductor_configs is None else inductor_configs)
-    configs["aot_inductor.package"] = True
-    metadata = program_metadata(pipeline, detr, AOTI_FORMAT, dynamic, example_size, exported)
-    metadata["compiled_for"] = _compiled_for(configs)
-    start = time.perf_counter()
-    with torch.no_grad():
-        args, kwargs = exported.example_inputs
-        files = torch._inductor.aot_compile(exported.module(check_guards=False), args, kwargs, options=configs)
-    compile_seconds = time.perf_counter() - start
-    libraries = [Path(f) for f in files if isinstance(f, str) and f.endswith(".so")]
-    if len(libraries) != 1:
-        raise RuntimeError(f"AOTInductor produced {len(libraries)} shared libraries, expected 1")
-    _drop_libtorch_dependency(libraries[0])
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial.pt2")  # never leave a half-written package
-    package_pt2(
-        str(partial), aoti_files={"model": files}, extra_files={METADATA_FILE: json.dumps(metadata, sort_keys=True)}
-    )
+    start = time.perf_counter()
+    torch._inductor.aoti_compile_and_package(program, package_path=str(partial), inductor_configs=dict(configs))
+    compile_seconds = time.perf_counter() - start
+    metadata = finish_package(partial, pipeline, program, configs)
     os.replace(partial, out_path)
     write_sidecar(
         out_path,
@@ -156,7 +183,7 @@ def _graph_modules() -> list:
 
 
 # this module's part of the package (not the whole file: unrelated edits keep the cache)
-_COMPILE_STEP = (export_aoti, _jsonable, _compiled_for, _drop_libtorch_dependency, replace_needed)
+_COMPILE_STEP = (export_aoti, finish_package, _jsonable, _compiled_for, _without_libtorch_dependency, replace_needed)
 
 
 def _hash_inputs(model: nn.Module, settings: dict) -> str:
@@ -187,8 +214,8 @@ def cached_aoti(model: nn.Module, cache_dir=BUILD_DIR / "aoti", name: str = "mod
 
 def demo_aoti(cache_dir=BUILD_DIR / "aoti") -> Path:
     """The demo model (``data/models/demo_weights.pth``) as a cached AOTInductor package, with the
-    settings and default threshold of its TorchScript artefact (:func:`demo_settings`). The tests,
-    chapter 02b and the benchmark share it, so a fresh checkout compiles it once."""
+    settings and default threshold of its TorchScript artefact (:func:`demo_settings`). The tests
+    and the benchmark share it, so a fresh checkout compiles it once."""
     from detr_deploy.model.checkpoint import load_model
 
     model = load_model(MODELS_DIR / "demo_weights.pth").eval()

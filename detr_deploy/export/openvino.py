@@ -21,7 +21,7 @@ from detr_deploy.export.artefact import write_sidecar
 from detr_deploy.export.onnx import export_onnx
 from detr_deploy.native.runners import FORMAT_VERSION, ONNX_FORMAT, OPENVINO_FORMAT, _read_sidecar, _require
 
-__all__ = ["export_openvino"]
+__all__ = ["add_openvino_metadata", "export_openvino"]
 
 
 def export_openvino(
@@ -72,24 +72,38 @@ def export_openvino(
         base = _read_sidecar(onnx_path, ONNX_FORMAT)
         converted = ov.convert_model(str(onnx_path))
         origin = "ONNX (dynamo exporter)"
-    metadata = dict(base, format=OPENVINO_FORMAT, format_version=FORMAT_VERSION, converted_from=origin)
-    for key in ("file", "sha256", "size_bytes", "export_seconds"):
-        metadata.pop(key, None)
-    metadata["compress_to_fp16"] = compress_to_fp16
     _name_outputs(converted)
     xml.parent.mkdir(parents=True, exist_ok=True)
     with scratch:
         ov.save_model(converted, str(xml), compress_to_fp16=compress_to_fp16)
-    seconds = time.perf_counter() - start
+    add_openvino_metadata(
+        xml,
+        base,
+        compress_to_fp16=compress_to_fp16,
+        converted_from=origin,
+        export_seconds=round(time.perf_counter() - start, 1),
+    )
+    return xml
+
+
+def add_openvino_metadata(xml, base: dict, *, compress_to_fp16: bool, converted_from: str = "ONNX", **sidecar) -> dict:
+    """Write the sidecar ``.json`` of an IR saved by ``openvino.save_model``: the metadata of
+    what it was converted from (``base``: the ONNX export's), for the OpenVINO format, with
+    the weights file's name and size. Returns the metadata."""
+    xml = Path(xml)
+    metadata = dict(base, format=OPENVINO_FORMAT, format_version=FORMAT_VERSION, converted_from=converted_from)
+    for key in ("file", "sha256", "size_bytes", "export_seconds"):
+        metadata.pop(key, None)  # the source file's, not the IR's
+    metadata["compress_to_fp16"] = compress_to_fp16
     weights = xml.with_suffix(".bin")
     write_sidecar(
         xml,
         metadata,
-        export_seconds=round(seconds, 1),
         weights_file=weights.name,
         weights_size_bytes=weights.stat().st_size if weights.is_file() else 0,
+        **sidecar,
     )
-    return xml
+    return metadata
 
 
 def _name_outputs(model) -> None:

@@ -24,7 +24,9 @@ __all__ = [
     "DEFAULT_EXAMPLE_SIZE",
     "PIPELINE_DEFAULTS",
     "ExportablePipeline",
+    "dynamic_shapes",
     "export_program",
+    "fixed_input_size",
     "guards_hold",
     "min_resized_side",
     "program_metadata",
@@ -82,6 +84,18 @@ def example_inputs(pipeline: DetectionPipeline, example_size: Sequence[int]) -> 
     return image, torch.tensor(pipeline.score_threshold, dtype=torch.float32)
 
 
+def dynamic_shapes(pipeline: DetectionPipeline) -> dict:
+    """Height and width symbolic in [:data:`MIN_SIDE`, ``max_input_side``]; the threshold has no dimensions."""
+    side = pipeline.max_input_side
+    return {
+        "image": {
+            0: torch.export.Dim("height", min=MIN_SIDE, max=side),
+            1: torch.export.Dim("width", min=MIN_SIDE, max=side),
+        },
+        "score_threshold": None,
+    }
+
+
 def export_program(
     model: nn.Module,
     *,
@@ -90,26 +104,29 @@ def export_program(
     topk_order: bool = False,
     **settings,
 ) -> torch.export.ExportedProgram:
-    """``torch.export`` the pipeline around ``model`` (a DETR + ``min_size=...`` settings, or
-    a :class:`DetectionPipeline`). ``dynamic``: height and width are symbolic in
-    [:data:`MIN_SIDE`, ``max_input_side``]; otherwise the graph is fixed at ``example_size``."""
+    """``torch.export.export`` of the pipeline around ``model`` (a DETR + ``min_size=...``
+    settings, or a :class:`DetectionPipeline`). ``dynamic``: height and width are symbolic
+    (:func:`dynamic_shapes`); otherwise the graph is fixed at ``example_size``."""
     pipeline, _ = as_pipeline(model, settings)
     if example_size[0] == example_size[1]:
         raise ValueError("use a non-square example_size: with H == W the export may tie the two sizes together")
     wrapper = ExportablePipeline(pipeline, topk_order=topk_order).eval()
-    inputs = example_inputs(pipeline, example_size)
-    dynamic_shapes = None
-    if dynamic:
-        side = pipeline.max_input_side
-        dynamic_shapes = {
-            "image": {
-                0: torch.export.Dim("height", min=MIN_SIDE, max=side),
-                1: torch.export.Dim("width", min=MIN_SIDE, max=side),
-            },
-            "score_threshold": None,
-        }
     with torch.no_grad():
-        return torch.export.export(wrapper, inputs, dynamic_shapes=dynamic_shapes, strict=False)
+        return torch.export.export(
+            wrapper,
+            example_inputs(pipeline, example_size),
+            dynamic_shapes=dynamic_shapes(pipeline) if dynamic else None,
+        )
+
+
+def fixed_input_size(program: torch.export.ExportedProgram) -> Optional[Tuple[int, int]]:
+    """The (height, width) a program was exported for, or None if both are dynamic."""
+    name = program.graph_signature.user_inputs[0]
+    image = next(node for node in program.graph.nodes if node.op == "placeholder" and node.name == name)
+    height, width = image.meta["val"].shape[:2]
+    if isinstance(height, torch.SymInt) or isinstance(width, torch.SymInt):
+        return None
+    return int(height), int(width)
 
 
 class _Size:
@@ -134,6 +151,7 @@ def guards_hold(program: torch.export.ExportedProgram, height: int, width: int) 
 
 
 def _compiled_guards(program: torch.export.ExportedProgram) -> list:
+    # torch.export has no public way to evaluate its guards without running the model
     cached = getattr(program, "_detr_compiled_guards", None)
     if cached is None:
         cached = [compile(code, "<export guard>", "eval") for code in getattr(program, "_guards_code", [])]
@@ -167,21 +185,15 @@ def min_resized_side(program: torch.export.ExportedProgram, pipeline: DetectionP
     return smallest
 
 
-def program_metadata(
-    pipeline: DetectionPipeline,
-    model: nn.Module,
-    fmt: str,
-    dynamic: bool,
-    example_size: Sequence[int],
-    program: Optional[torch.export.ExportedProgram] = None,
-) -> dict:
-    """The metadata of an artefact made from the program: the pipeline's, with the export's size limits."""
-    metadata = pipeline_metadata(pipeline, model, fmt, FORMAT_VERSION, "torch.export")
+def program_metadata(pipeline: DetectionPipeline, fmt: str, program: torch.export.ExportedProgram) -> dict:
+    """The metadata of an artefact made from ``program``: the pipeline's, with the export's size limits."""
+    metadata = pipeline_metadata(pipeline, pipeline.model, fmt, FORMAT_VERSION, "torch.export")
     metadata["input"]["min_side"] = MIN_SIDE
-    if program is not None and dynamic:
+    fixed = fixed_input_size(program)
+    if fixed is None:
         # images so elongated that their shorter side would be resized below this are refused
         metadata["input"]["min_resized_side"] = min_resized_side(program, pipeline)
+    else:
+        metadata["traced_input_size"] = list(fixed)
     metadata["inputs"] = {"image": "uint8 [H, W, 3] RGB", "score_threshold": "float32 [] (0-d)"}
-    if not dynamic:
-        metadata["traced_input_size"] = [int(example_size[0]), int(example_size[1])]
     return metadata

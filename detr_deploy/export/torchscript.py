@@ -34,6 +34,7 @@ __all__ = [
     "ARTEFACT_FORMAT",
     "ARTEFACT_FORMAT_VERSION",
     "ExportReport",
+    "count_warnings",
     "script_pipeline",
     "trace_pipeline",
     "freeze_and_optimize",
@@ -58,7 +59,8 @@ class ExportReport:
         return sorted(self.warning_counts.items(), key=lambda item: -item[1])
 
 
-def _summarise(records: Sequence[warnings.WarningMessage]) -> Dict[str, int]:
+def count_warnings(records: Sequence[warnings.WarningMessage]) -> Dict[str, int]:
+    """``{"Category: first line of the message": count}`` of recorded warnings."""
     counts: Dict[str, int] = collections.Counter()
     for record in records:
         first_line = str(record.message).strip().splitlines()[0] if str(record.message).strip() else ""
@@ -72,7 +74,7 @@ def script_pipeline(pipeline: DetectionPipeline) -> ExportReport:
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         module = torch.jit.script(pipeline.eval())
-    return ExportReport(module, time.perf_counter() - start, _summarise(records))
+    return ExportReport(module, time.perf_counter() - start, count_warnings(records))
 
 
 def trace_pipeline(pipeline: DetectionPipeline, example_image: torch.Tensor) -> ExportReport:
@@ -82,8 +84,9 @@ def trace_pipeline(pipeline: DetectionPipeline, example_image: torch.Tensor) -> 
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         with torch.no_grad():
+            # check_trace re-runs the same image, so it cannot see what tracing gets wrong here
             module = torch.jit.trace(pipeline.eval(), (example_image,), check_trace=False)
-    return ExportReport(module, time.perf_counter() - start, _summarise(records))
+    return ExportReport(module, time.perf_counter() - start, count_warnings(records))
 
 
 def freeze_and_optimize(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
