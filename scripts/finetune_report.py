@@ -87,6 +87,9 @@ def main() -> int:
     parser.add_argument("--start-threshold", type=float, default=0.85, help="the starting model's default threshold")
     parser.add_argument("--real", default="data/pic2card_real_val", help="labelled real cards (validation only)")
     parser.add_argument("--ship", action="store_true", help="install the result as data/models/demo.*")
+    parser.add_argument(
+        "--command", default="bash scripts/finetune_cpu.sh", help="the command that trained RUN (recorded with --ship)"
+    )
     args = parser.parse_args()
     run = Path(args.run)
 
@@ -149,6 +152,38 @@ def main() -> int:
     return 0
 
 
+def hardware_of(log: dict) -> str:
+    """Where a training run ran, from its log.json: machine, torch and arithmetic."""
+    if log.get("device") == "cpu":
+        arithmetic = "fp32"
+        machine = f"{cpu_model()}, {log.get('hardware', '')}".rstrip(", ")
+    else:
+        arithmetic = "bf16 autocast" if "bfloat16" in str(log.get("amp")) else str(log.get("amp"))
+        machine = log.get("hardware", log.get("device"))
+    return f"{machine}, torch {log.get('torch')}, {arithmetic}"
+
+
+def recipe_of(log: dict) -> str:
+    """The fine-tuning recipe in words, from the run's recorded arguments."""
+    a, data = log["args"], log.get("data", {})
+    cards = data.get("train_cards")
+    source = (
+        f"{cards} pre-rendered synthetic cards of seed {a['seed']}"
+        if "cache" in str(data.get("train", ""))
+        else f"synthetic cards of seed {a['seed']} rendered on the fly"
+    )
+    frozen = {0: "nothing frozen", 1: "ResNet stem and layer1 frozen"}.get(
+        a["freeze_stages"], f"ResNet stem and layers 1-{a['freeze_stages']} frozen"
+    )
+    return (
+        f"start: {a['checkpoint']}; {frozen}; AdamW lr {a['lr']:g} (transformer, heads), {a['lr_backbone']:g} "
+        f"(trunk), wd {a['weight_decay']:g}, warm-up {a['warmup']} steps, cosine from {a['decay_start']:.0%} of the "
+        f"budget to {a['final_lr_ratio']:.0%}, clip {a['clip']:g}, batch {a['batch_size']} at "
+        f"{a['min_size']}/{a['max_size']}, {source}, {a['extra_groups']} extra query groups; real cards scored "
+        f"every {a['eval_every']:.0f} s, never trained on"
+    )
+
+
 TARGETS = {"map50": 0.8, "real_map50": 0.6, "real_min_class_ap50": 0.4}
 
 
@@ -194,27 +229,24 @@ def ship(run: Path, report: dict, args: argparse.Namespace) -> None:
         sha256=sidecar["sha256"],
         size_bytes=(MODELS_DIR / "demo.pt").stat().st_size,
         weights_size_bytes=(MODELS_DIR / "demo_weights.pth").stat().st_size,
-        weights_note="GPU stage in bf16 autocast, fine-tuned in fp32 on a CPU, stored as fp32",
+        weights_note=f"GPU stage in bf16 autocast, fine-tuned ({hardware_of(log)}), stored as fp32",
         pipeline={key: sidecar["preprocess"][key] for key in ("min_size", "max_size")}
         | {"score_threshold": sidecar["score_threshold"], "top_k": sidecar.get("top_k", 0)},
         score_threshold_choice=report["threshold_choice"]["rule"],
     )
     metrics["finetune"] = {
-        "command": "bash scripts/finetune_cpu.sh",
-        "recipe": "start: the GPU stage's weights; ResNet stem and layer1 frozen; AdamW lr 1e-4 (transformer, "
-        "heads), 5e-5 (trunk), wd 1e-4, warm-up 30 steps, cosine from 30 % of the budget to 5 %, clip 0.1, "
-        "batch 8 at 384/640, synthetic cards of seed 1 rendered on the fly, 2 extra query groups; "
-        "real cards scored every 900 s, never trained on",
+        "command": args.command,
+        "recipe": recipe_of(log),
         "steps": log["step"],
         "images": log["images"],
         "train_seconds": round(log["elapsed_s"] if "elapsed_s" in log else log["train_seconds"], 1),
-        "hardware": f"{cpu_model()}, 2 cores, torch {torch.__version__}, fp32",
+        "hardware": hardware_of(log),
         "log_csv": "data/models/demo_finetune_log.csv",
         "python": platform.python_version(),
     }
     metrics["summary"] = (
         f"Small DETR (ResNet-18 to layer3, d_model 128, 3+3 layers, 64 queries), trained from scratch on one "
-        f"NVIDIA H200 for {training['train_seconds']:.0f} s, then fine-tuned on 2 CPU cores for "
+        f"NVIDIA H200 for {training['train_seconds']:.0f} s, then fine-tuned ({metrics['finetune']['hardware']}) for "
         f"{metrics['finetune']['train_seconds']:.0f} s to pic2card's labelling conventions. mAP@0.5 "
         f"{heldout['map50']:.3f} on {HELDOUT_CARDS} synthetic held-out cards (seed 3), {real['map50']:.3f} on the "
         f"{real['num_images']} real pic2card validation cards; see data/models/README.md."

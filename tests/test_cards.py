@@ -575,3 +575,49 @@ def test_generated_voc_files_name_their_image_relatively(tmp_path):
     # the shipped samples carry no machine's absolute path either
     for sample in sorted((REPO / "data" / "samples" / "images").glob("*.xml")):
         assert not Path(ET.parse(sample).getroot().findtext("path")).is_absolute(), sample
+
+
+def test_single_font_variant_draws_with_dejavu_only_and_leaves_the_generator_unchanged():
+    from detr_deploy.data.cards import fonts
+    from detr_deploy.data.cards.variants import SINGLE_FONT_FAMILY, variant_renderer
+
+    everything = {family.name for family in fonts._font_families()}
+    assert {"Roboto", "Lato", "Source Sans Pro", "Hanken Grotesk", SINGLE_FONT_FAMILY} <= everything
+    seen = []
+    original = fonts._families_for
+
+    def spy(only):
+        families = original(only)
+        seen.append({family.name for family in families})
+        return families
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fonts, "_families_for", spy)
+        image, labels = variant_renderer("one_font")(11)
+    assert seen and all(names == {SINGLE_FONT_FAMILY} for names in seen)
+    assert labels and image.size[0] > 0
+    assert {family.name for family in fonts._font_families()} == everything  # restored after the card
+
+
+def test_unknown_font_family_or_variant_is_refused():
+    from detr_deploy.data.cards import fonts
+    from detr_deploy.data.cards.variants import variant_renderer
+
+    before = fonts._font_families()
+    with pytest.raises(ValueError, match="Comic Sans"):
+        with fonts.only_font_families(["Comic Sans"]):
+            pass
+    assert fonts._font_families() == before
+    with pytest.raises(ValueError, match="no_fonts.*full, no_capture, one_font"):
+        variant_renderer("no_fonts")
+
+
+def test_no_capture_variant_is_the_clean_rendering():
+    from detr_deploy.data.cards.variants import variant_renderer
+
+    clean_image, clean_labels = render_card(5, jpeg=False, rescale=False)
+    captured_image, _ = render_card(5)
+    image, labels = variant_renderer("no_capture")(5)
+    assert labels == clean_labels
+    assert np.array_equal(np.asarray(image), np.asarray(clean_image))
+    assert image.size != captured_image.size or not np.array_equal(np.asarray(image), np.asarray(captured_image))

@@ -675,18 +675,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--min-size", type=int, default=384)
     parser.add_argument("--max-size", type=int, default=640)
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = all CPUs)")
+    parser.add_argument(
+        "--variant",
+        default="full",
+        help="generator variant of the realism ablation: full, no_capture or one_font "
+        "(detr_deploy.data.cards.variants)",
+    )
     args = parser.parse_args(argv)
+    from detr_deploy.data.cards.variants import variant_renderer
+
+    try:
+        render = variant_renderer(args.variant)
+    except ValueError as error:
+        parser.error(str(error))
     start = time.time()
     render_cache(
         args.out,
-        SyntheticCards(args.num, args.seed, first_index=args.start),
+        SyntheticCards(args.num, args.seed, render=render, first_index=args.start),
         args.min_size,
         args.max_size,
         workers=args.workers,
     )
     cache = load_cache(args.out)
     print(
-        f"{args.out}: {args.num} cards (seed {args.seed}, from index {args.start}) at {args.min_size}/{args.max_size}, "
+        f"{args.out}: {args.num} {args.variant} cards (seed {args.seed}, from index {args.start}) at {args.min_size}/{args.max_size}, "
         f"{cache['pixels'].nbytes / 1e9:.2f} GB, {len(cache['labels'])} boxes, {time.time() - start:.1f} s",
         flush=True,
     )

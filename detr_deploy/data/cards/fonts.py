@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import glob
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from PIL import ImageFont
 
@@ -91,8 +92,30 @@ _FAMILY_WEIGHTS = {
 }
 
 
-@lru_cache(maxsize=1)
+# None: every family found; else only these (the realism ablation renders single-font cards)
+_FAMILY_FILTER: Optional[Tuple[str, ...]] = None
+
+
+@contextmanager
+def only_font_families(names: Sequence[str]) -> Iterator[None]:
+    """Draw the cards rendered inside this block with these font families only."""
+    global _FAMILY_FILTER
+    wanted = tuple(names)
+    if not _families_for(wanted):
+        raise ValueError(f"none of the font families {list(wanted)} is installed")
+    previous, _FAMILY_FILTER = _FAMILY_FILTER, wanted
+    try:
+        yield
+    finally:
+        _FAMILY_FILTER = previous
+
+
 def _font_families() -> Tuple[_Family, ...]:
+    return _families_for(_FAMILY_FILTER)
+
+
+@lru_cache(maxsize=4)
+def _families_for(only: Optional[Tuple[str, ...]]) -> Tuple[_Family, ...]:
     found: Dict[Tuple[str, str], str] = {}
     for path in _font_paths():
         base = os.path.basename(path).lower()
@@ -143,7 +166,7 @@ def _font_families() -> Tuple[_Family, ...]:
     families = []
     for family in sorted({fam for fam, _ in found}):
         regular = found.get((family, "regular"))
-        if regular is None:
+        if regular is None or (only is not None and family not in only):
             continue
         bold = found.get((family, "bold"), regular)
         italic = found.get((family, "italic"), regular)
@@ -159,6 +182,8 @@ def _font_families() -> Tuple[_Family, ...]:
                 weight,
             )
         )
+    if not families and only is not None:
+        return ()
     if not families:  # pragma: no cover - matplotlib always ships DejaVu
         raise RuntimeError("no usable TrueType fonts found (matplotlib's DejaVu fonts are expected)")
     return tuple(families)
