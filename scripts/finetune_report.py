@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -242,7 +241,6 @@ def ship(run: Path, report: dict, args: argparse.Namespace) -> None:
         "train_seconds": round(log["elapsed_s"] if "elapsed_s" in log else log["train_seconds"], 1),
         "hardware": hardware_of(log),
         "log_csv": "data/models/demo_finetune_log.csv",
-        "python": platform.python_version(),
     }
     metrics["summary"] = (
         f"Small DETR (ResNet-18 to layer3, d_model 128, 3+3 layers, 64 queries), trained from scratch on one "
