@@ -13,7 +13,7 @@ SCALE_STAMP := $(VENV)/.installed-scale
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb notebooks/[0-9][0-9][a-z]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: setup setup-runtimes setup-scale triton-env system-deps build runtime model-repository model-repository-python run lint test benchmark bench-load readme clean help
+.PHONY: setup setup-runtimes setup-scale triton-env system-deps build runtime model-repository model-repository-python run lint test benchmark benchmark-int8 bench-load readme clean help
 
 help:
 	@echo "make run    - set up, then execute every notebook in order (outputs written back)"
@@ -28,6 +28,7 @@ help:
 	@echo "make model-repository-python - the same for Triton's Python backend (build/model_repository_python)"
 	@echo "make triton-env       - the real model server's side environment build/triton-env (tests/test_model_server.py)"
 	@echo "make bench-load       - 8 clients for 60 s against the embedded service on 127.0.0.1 (not in CI)"
+	@echo "make benchmark-int8   - int8 vs float32: speed (DETR-R50, demo) and accuracy (demo); data/benchmarks/int8_*.json"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +79,14 @@ triton-env: setup
 benchmark: build setup-runtimes
 	$(PY) -m detr_deploy.bench --out data/benchmarks
 
+# int8 against float32 (chapter 02c): builds the AOTInductor, OpenVINO and ONNX Runtime artefacts of
+# DETR-R50 and the demo model in both precisions (cached under build/quantize; compiling takes tens
+# of minutes on 2 cores the first time), times them and scores the demo model's. OMP_WAIT_POLICY=PASSIVE:
+# on a shared machine libtorch's spinning OpenMP threads otherwise inflate torch's times.
+benchmark-int8: build setup-runtimes
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m detr_deploy.quantize speed --out data/benchmarks/int8_speed.json
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m detr_deploy.quantize accuracy --out data/benchmarks/int8_accuracy.json
+
 # A bounded load run: 8 clients POST the sample cards to the embedded service (demo model) for 60 s;
 # prints requests/s, latency percentiles, errors and the server's peak RSS. Not part of `make test`.
 bench-load: build
@@ -86,6 +95,7 @@ bench-load: build
 # The README's headline numbers, from data/benchmarks/ (tests check they match).
 readme: setup
 	$(PY) -m detr_deploy.bench.readme
+	$(PY) -m detr_deploy.quantize readme
 
 run: build setup-runtimes
 	@for notebook in $(NOTEBOOKS); do \

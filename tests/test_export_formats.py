@@ -184,6 +184,32 @@ def test_export_aoti_compiles_with_the_public_api():
     assert "aot_compile(" not in source and "pt2_archive" not in source
 
 
+def test_export_aoti_compiles_with_autograd_off(tiny_model, tmp_path, monkeypatch):
+    """Inductor applies ``freezing`` only with autograd off; with it on, the compile succeeds
+    silently without it (weights as inputs, aten convolutions: slower). The compile is stubbed:
+    the package test below checks a real one."""
+    seen = []
+
+    def compile_and_package(*args, **kwargs):
+        seen.append((torch.is_grad_enabled(), kwargs["inductor_configs"]["freezing"]))
+        raise InterruptedError("stop before compiling")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_and_package)
+    with torch.enable_grad(), pytest.raises(InterruptedError):
+        aoti.export_aoti(tiny_model, tmp_path / "tiny.pt2", **TINY)
+    assert seen == [(False, True)]
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_package_weights_are_frozen(aoti_package):
+    """Frozen weights: Inductor prepacks the convolutions for oneDNN (``mkldnn__convolution_pointwise``);
+    unfrozen, the wrapper calls the plain aten convolution (``aoti_torch_cpu_convolution``) on every run."""
+    with zipfile.ZipFile(aoti_package) as archive:
+        wrapper = "".join(archive.read(n).decode() for n in archive.namelist() if n.endswith("wrapper.cpp"))
+    assert "aoti_torch_cpu_convolution(" not in wrapper
+    assert "mkldnn__convolution_pointwise" in wrapper
+
+
 def test_export_program_rejects_square_example(eager):
     with pytest.raises(ValueError, match="non-square"):
         export_program(eager, example_size=(64, 64))

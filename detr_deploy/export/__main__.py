@@ -2,13 +2,17 @@
 
     python -m detr_deploy.export --checkpoint data/models/demo_weights.pth --out build/models/demo.pt
     python -m detr_deploy.export --format aoti --checkpoint data/models/demo_weights.pth --out build/models/demo.pt2
+    python -m detr_deploy.export --int8 --checkpoint data/models/demo_weights.pth --out build/models/demo_int8.pt2
     python -m detr_deploy.export --format onnx --checkpoint data/models/demo_weights.pth --out build/models/demo.onnx
     python -m detr_deploy.export --format openvino --checkpoint data/models/demo_weights.pth --out build/models/demo.xml
     python -m detr_deploy.export --arch detr_resnet50 --checkpoint detr-r50-e632da11.pth --out build/models/r50.pt
 
 ``--checkpoint`` names weights (a detr_deploy checkpoint alone, or official DETR weights with
 ``--arch``); the artefact goes to ``--out`` with its ``.json`` sidecar beside it. The demo
-checkpoint's pipeline settings default from its ``demo.json`` sidecar.
+checkpoint's pipeline settings default from its ``demo.json`` sidecar. ``--int8`` (AOTInductor only,
+the default format with it) quantizes with PT2E calibrated on rendered synthetic cards, never on
+the real validation cards (:mod:`detr_deploy.quantize`, chapter 02c); the package's metadata says
+``precision: int8``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,11 @@ FORMAT_OPTIONS = {
     "example_size": TORCH_EXPORT_FORMATS,
     "exporter": ("onnx",),
     "fp16_weights": ("openvino",),
+    "int8": ("aoti",),
 }
+# what --int8 takes (refused without it)
+INT8_OPTIONS = ("calibration_images", "int8_scope")
+DEFAULT_CALIBRATION_IMAGES = 32
 DEFAULT_SETTINGS = {"min_size": 800, "max_size": 1333, "score_threshold": 0.5}
 DEMO_CHECKPOINT = "demo_weights.pth"
 
@@ -47,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Export a DETR with its image pipeline: TorchScript (.pt), AOTInductor (.pt2), ONNX (.onnx) "
         "or OpenVINO IR (.xml + .bin), each with a .json sidecar.",
     )
-    parser.add_argument(
-        "--format", choices=FORMATS, default="torchscript", help="artefact format (default: %(default)s)"
-    )
+    parser.add_argument("--format", choices=FORMATS, help="artefact format (default: torchscript; aoti with --int8)")
     add_checkpoint_arguments(parser)
     parser.add_argument("--out", required=True, help="output file; the .json sidecar is written beside it")
     parser.add_argument("--min-size", type=int, help="default: the demo checkpoint's (384) or 800")
@@ -84,6 +90,23 @@ def _parser() -> argparse.ArgumentParser:
     exported.add_argument(
         "--fp16-weights", action="store_true", default=None, help="openvino only: store fp16 weights (default fp32)"
     )
+    int8 = parser.add_argument_group("aoti only: int8 (needs requirements-runtimes.txt)")
+    int8.add_argument(
+        "--int8",
+        action="store_true",
+        default=None,
+        help="PT2E static int8 quantization, calibrated on rendered synthetic cards",
+    )
+    int8.add_argument(
+        "--calibration-images",
+        type=int,
+        help=f"synthetic cards to calibrate on (default: {DEFAULT_CALIBRATION_IMAGES})",
+    )
+    int8.add_argument(
+        "--int8-scope",
+        choices=["all", "backbone"],
+        help="what becomes int8: all = convolutions and linear layers (default), backbone = convolutions only",
+    )
     return parser
 
 
@@ -92,6 +115,11 @@ def _refuse_other_formats_options(parser: argparse.ArgumentParser, args: argpars
         if getattr(args, option) is not None and args.format not in formats:
             flag = "--" + option.replace("_", "-")
             parser.error(f"{flag} applies to --format {' or '.join(formats)}, not to --format {args.format}")
+    for option in INT8_OPTIONS:
+        if getattr(args, option) is not None and not args.int8:
+            parser.error(f"--{option.replace('_', '-')} applies to --int8 only")
+    if args.calibration_images is not None and args.calibration_images < 1:
+        parser.error("--calibration-images needs at least 1")
 
 
 def _pipeline_settings(args: argparse.Namespace) -> dict:
@@ -127,12 +155,26 @@ def _export_torchscript(model, args: argparse.Namespace, settings: dict) -> str:
     return "\n".join(lines)
 
 
+def _export_int8(model, out, *, calibration_images: int, scope: str, **settings) -> Path:
+    """The int8 AOTInductor package (:func:`detr_deploy.quantize.pt2e.export_int8_aoti`),
+    calibrated on ``calibration_images`` rendered synthetic cards."""
+    from detr_deploy.quantize import pt2e
+
+    images = pt2e.calibration_images(calibration_images)  # synthetic cards; refuses the held-out seed
+    return pt2e.export_int8_aoti(model, out, images, scope=scope, calibration=pt2e.calibration_record(), **settings)
+
+
 def _export_with_torch_export(model, args: argparse.Namespace, settings: dict) -> str:
-    """AOTInductor, ONNX or OpenVINO from one torch.export program; returns what to print."""
+    """AOTInductor (float32 or int8), ONNX or OpenVINO from one torch.export program; returns what to print."""
     from detr_deploy.export.program import DEFAULT_EXAMPLE_SIZE
 
     export = getattr(importlib.import_module(f"detr_deploy.export.{args.format}"), EXPORTERS[args.format])
     settings = dict(settings, dynamic=not args.static, example_size=tuple(args.example_size or DEFAULT_EXAMPLE_SIZE))
+    if args.int8:
+        export = _export_int8
+        settings.update(
+            calibration_images=args.calibration_images or DEFAULT_CALIBRATION_IMAGES, scope=args.int8_scope or "all"
+        )
     if args.format == "onnx":
         settings["exporter"] = args.exporter or "dynamo"
     if args.format == "openvino":
@@ -141,8 +183,9 @@ def _export_with_torch_export(model, args: argparse.Namespace, settings: dict) -
     path = Path(export(model, args.out, **settings))
     info = json.loads(path.with_suffix(".json").read_text())
     size = info["size_bytes"] + info.get("weights_size_bytes", 0)
+    precision = f", {info['precision']}" if "precision" in info else ""
     return (
-        f"wrote {relative(path)} ({size / 1e6:.1f} MB) and {path.with_suffix('.json').name} "
+        f"wrote {relative(path)} ({size / 1e6:.1f} MB{precision}) and {path.with_suffix('.json').name} "
         f"in {time.perf_counter() - start:.0f} s"
     )
 
@@ -150,6 +193,7 @@ def _export_with_torch_export(model, args: argparse.Namespace, settings: dict) -
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.format = args.format or ("aoti" if args.int8 else "torchscript")
     _refuse_other_formats_options(parser, args)
     export = _export_torchscript if args.format == "torchscript" else _export_with_torch_export
     try:

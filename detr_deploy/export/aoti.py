@@ -47,7 +47,8 @@ __all__ = [
     "check_cpu",
 ]
 
-# freezing folds weights into the compiled graph as constants (slightly faster here).
+# freezing folds weights into the compiled graph as constants, so Inductor can prepack them for
+# oneDNN (convolutions and linear layers) and lower int8 groups; it needs autograd off (export_aoti).
 DEFAULT_INDUCTOR_CONFIGS = {"freezing": True}
 
 
@@ -147,7 +148,10 @@ def export_aoti(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial.pt2")  # never leave a half-written package
     start = time.perf_counter()
-    torch._inductor.aoti_compile_and_package(program, package_path=str(partial), inductor_configs=dict(configs))
+    # autograd off: Inductor applies ``freezing`` only then (with it on, the compile succeeds
+    # silently with weights as inputs, aten convolutions and no oneDNN weight prepacking)
+    with torch.no_grad():
+        torch._inductor.aoti_compile_and_package(program, package_path=str(partial), inductor_configs=dict(configs))
     compile_seconds = time.perf_counter() - start
     metadata = finish_package(partial, pipeline, program, configs)
     os.replace(partial, out_path)
