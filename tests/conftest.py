@@ -1,4 +1,4 @@
-"""Shared fixtures: a small seeded DETR, its exported artefact and deterministic test images.
+"""Shared fixtures: a small seeded DETR, its exported artefact, deterministic test images, the C++ module and program.
 
 The small model has random weights; ``score_threshold=0`` keeps every query so that
 comparisons see full outputs rather than empty ones.
@@ -6,6 +6,7 @@ comparisons see full outputs rather than empty ones.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from typing import Callable, List
 
@@ -16,6 +17,7 @@ import torch
 from detr_deploy.export.torchscript import export_model
 from detr_deploy.model.detr import detr_small
 from detr_deploy.native import cpp_build
+from detr_deploy.paths import REPO_ROOT
 
 SMALL_PIPELINE = dict(min_size=224, max_size=384, score_threshold=0.0)
 SMALL_CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
@@ -63,6 +65,15 @@ def make_test_image(height: int, width: int, seed: int) -> np.ndarray:
 def detr_cpp():
     """The compiled C++ module: built once per session if a source changed, else just imported."""
     return cpp_build.build_module()
+
+
+@pytest.fixture(scope="session")
+def detr_cli():
+    """The CMake program ``detr_cli``, built once per session (skips where its system packages are missing)."""
+    check = subprocess.run([str(REPO_ROOT / "scripts" / "install_system_deps.sh"), "--check"], capture_output=True)
+    if check.returncode != 0:
+        pytest.skip("system packages for the CMake program are missing: run scripts/install_system_deps.sh")
+    return cpp_build.build_cli()
 
 
 @pytest.fixture(scope="session")

@@ -900,14 +900,6 @@ def test_module_works_without_torch(detr_cpp, small_artefact, python_module, tes
 # ---------------------------------------------------------------------------- the CMake program
 
 
-@pytest.fixture(scope="session")
-def detr_cli():
-    check = subprocess.run([str(REPO_ROOT / "scripts" / "install_system_deps.sh"), "--check"], capture_output=True)
-    if check.returncode != 0:
-        pytest.skip("system packages for the CMake program are missing: run scripts/install_system_deps.sh")
-    return cpp_build.build_cli()
-
-
 def test_cli_json_matches_module(detr_cli, detector, exact_detector, small_artefact, test_images, tmp_path):
     for index, image in enumerate(test_images[:2]):  # landscape and portrait
         path = tmp_path / f"image_{index}.png"  # PNG: lossless, both decoders see the same pixels

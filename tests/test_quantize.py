@@ -23,8 +23,7 @@ from detr_deploy.export import __main__ as export_command  # noqa: E402
 from detr_deploy.export.artefact import make_pipeline  # noqa: E402
 from detr_deploy.machine import ISA_FLAGS, cpu_isa_flags  # noqa: E402
 from detr_deploy.model.detr import detr_small  # noqa: E402
-from detr_deploy.native import cpp_build  # noqa: E402
-from detr_deploy.paths import MODELS_DIR, REPO_ROOT  # noqa: E402
+from detr_deploy.paths import MODELS_DIR  # noqa: E402
 from detr_deploy.quantize import measure, pt2e  # noqa: E402
 
 from torch_free import BLOCK_TORCH  # noqa: E402
@@ -211,14 +210,6 @@ def test_int8_package_runs_in_the_torch_free_module(int8_package, int8_detector,
     assert output["backend"] == "aotinductor" and output["precision"] == "int8" and output["torch"] is False
     assert len(output["labels"]) > 0
     _same_detections(output, int8_detector.detect(card))
-
-
-@pytest.fixture(scope="module")
-def detr_cli():
-    check = subprocess.run([str(REPO_ROOT / "scripts" / "install_system_deps.sh"), "--check"], capture_output=True)
-    if check.returncode != 0:
-        pytest.skip("system packages for the CMake program are missing: run scripts/install_system_deps.sh")
-    return cpp_build.build_cli()
 
 
 def test_int8_package_runs_in_detr_cli(detr_cli, int8_package, int8_detector, tmp_path):

@@ -27,6 +27,8 @@ from detr_deploy.machine import cpu_isa_flags, cpu_model
 from detr_deploy.model.pipeline import DetectionPipeline
 from detr_deploy.paths import BUILD_DIR, DATA_DIR, SAMPLES_DIR
 from detr_deploy.quantize.pt2e import HELDOUT_SEED
+from detr_deploy.timing import summary_rows as summarise_times
+from detr_deploy.timing import time_interleaved
 
 __all__ = [
     "HELDOUT_SEED",
@@ -38,8 +40,8 @@ __all__ = [
     "timing_image",
     "accuracy",
     "differences",
-    "time_interleaved",
-    "summarise_times",
+    "time_interleaved",  # detr_deploy.timing's, the main benchmark's (chapter 02c calls it from here)
+    "summarise_times",  # detr_deploy.timing.summary_rows
     "speed",
     "artefact_bytes",
     "cold_start",
@@ -174,46 +176,13 @@ def differences(reference, candidate, images: Mapping[str, np.ndarray], score_th
     }
 
 
-def time_interleaved(
-    candidates: Mapping[str, Callable[[], object]], repeats: int = 9, warmup: int = 2
-) -> Dict[str, List[float]]:
-    """Every candidate ``warmup`` times, then ``repeats`` rounds of one call each, in turn (the
-    main benchmark's method: background load spreads over all candidates). Seconds per call."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for function in candidates.values():
-        for _ in range(warmup):
-            function()
-    times: Dict[str, List[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, function in candidates.items():
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def summarise_times(times: Mapping[str, List[float]]) -> List[dict]:
-    """One row per runner: median and 90th percentile in ms, runs, speed-up against the first."""
-    baseline = next(iter(times))
-    base_median = float(np.median(times[baseline]))
-    return [
-        {
-            "runtime": name,
-            "median_ms": round(float(np.median(seconds)) * 1e3, 1),
-            "p90_ms": round(float(np.percentile(seconds, 90)) * 1e3, 1),
-            "runs": len(seconds),
-            f"speed-up vs {baseline}": round(base_median / float(np.median(seconds)), 2),
-        }
-        for name, seconds in times.items()
-    ]
-
-
 def speed(
     runners: Mapping[str, object], image: np.ndarray, repeats: int = 9, warmup: int = 2
 ) -> Dict[str, List[float]]:
     """Seconds per ``detect`` call for every runner on ``image``, in interleaved rounds
-    (:func:`time_interleaved`)."""
+    (:func:`detr_deploy.timing.time_interleaved`, the main benchmark's method: background load
+    spreads over all runners); :func:`summarise_times` makes the rows (median, p90, speed-up
+    against the first runner)."""
     image = np.ascontiguousarray(image)
     calls = {name: (lambda runner=runner: runner.detect(image)) for name, runner in runners.items()}
     return time_interleaved(calls, repeats=repeats, warmup=warmup)
