@@ -12,7 +12,9 @@
    tolerance three standard deviations of mAP@0.5 between the 8 disjoint 24-card sets.
 Writes RUN/report.json. With --ship it also installs the model as the repository's demo model:
 RUN/demo.pt (+ .json) and RUN/model.pth as data/models/demo.pt and demo_weights.pth, the run's log as
-data/models/demo_finetune_log.csv, and the record in data/models/demo_metrics.json.
+data/models/demo_finetune_log.csv, and the record in data/models/demo_metrics.json. A run that continues
+the shipped fine-tuning (``--stage finetune_wide``) is recorded under its own key beside the earlier
+stage's record, with its log as data/models/demo_finetune_wide_log.csv.
 """
 
 from __future__ import annotations
@@ -89,7 +91,23 @@ def main() -> int:
     parser.add_argument(
         "--command", default="bash scripts/finetune_cpu.sh", help="the command that trained RUN (recorded with --ship)"
     )
+    parser.add_argument(
+        "--stage",
+        default="finetune",
+        help="key of the record in demo_metrics.json: 'finetune' (stage 2) or a further stage's name, e.g. "
+        "'finetune_wide' (recorded beside stage 2, which keeps its record)",
+    )
+    parser.add_argument(
+        "--control",
+        help="with --ship and a further --stage: a run of the same recipe on the base generator's cards (its "
+        "folder, already reported); its real-card curve and scores are recorded beside the stage's",
+    )
+    parser.add_argument("--control-command", default="", help="the command that trained the --control run")
     args = parser.parse_args()
+    if args.control and args.stage == "finetune":
+        parser.error("--control compares a further stage with the same recipe on the base generator: give --stage")
+    if not args.stage.startswith("finetune"):
+        parser.error(f"--stage must name a fine-tuning stage (finetune, finetune_wide, ...), got {args.stage!r}")
     run = Path(args.run)
 
     val = run / f"val_s{VAL_SEED}_{VAL_CARDS}"
@@ -183,6 +201,11 @@ def recipe_of(log: dict) -> str:
     )
 
 
+def real_curve(log: dict) -> list:
+    """[images seen, real mAP@0.5] at every validation of a run (its log.json)."""
+    return [[entry["images"], entry["map50"]] for entry in log.get("val_history") or []]
+
+
 TARGETS = {"map50": 0.8, "real_map50": 0.6, "real_min_class_ap50": 0.4}
 
 
@@ -193,7 +216,8 @@ def ship(run: Path, report: dict, args: argparse.Namespace) -> None:
         shutil.copyfile(run / name, MODELS_DIR / name)
     _, extra = read_state_dict(run / "model.pth")
     save_checkpoint(load_model(run / "model.pth"), MODELS_DIR / "demo_weights.pth", **extra)
-    shutil.copyfile(run / "log.csv", MODELS_DIR / "demo_finetune_log.csv")
+    log_csv = MODELS_DIR / f"demo_{args.stage}_log.csv"
+    shutil.copyfile(run / "log.csv", log_csv)
 
     metrics_path = MODELS_DIR / "demo_metrics.json"
     metrics = json.loads(metrics_path.read_text())
@@ -228,24 +252,54 @@ def ship(run: Path, report: dict, args: argparse.Namespace) -> None:
         sha256=sidecar["sha256"],
         size_bytes=(MODELS_DIR / "demo.pt").stat().st_size,
         weights_size_bytes=(MODELS_DIR / "demo_weights.pth").stat().st_size,
-        weights_note=f"GPU stage in bf16 autocast, fine-tuned ({hardware_of(log)}), stored as fp32",
+        weights_note=f"GPU stage in bf16 autocast, fine-tuned ({hardware_of(log)}), stored as fp32"
+        if args.stage == "finetune"
+        else f"{model['weights_note'].removesuffix(', stored as fp32')}, then {args.stage} ({hardware_of(log)}), "
+        "stored as fp32",
         pipeline={key: sidecar["preprocess"][key] for key in ("min_size", "max_size")}
         | {"score_threshold": sidecar["score_threshold"], "top_k": sidecar.get("top_k", 0)},
         score_threshold_choice=report["threshold_choice"]["rule"],
     )
-    metrics["finetune"] = {
+    if args.stage != "finetune":  # stage 2 keeps its record; its weights are where this stage started
+        metrics["finetune"]["weights"] = args.start
+    metrics[args.stage] = {
         "command": args.command,
-        "recipe": recipe_of(log),
+        "recipe": recipe_of(log)
+        + (
+            ""
+            if args.stage == "finetune"
+            else f"; the cards drawn by the generator's "
+            f"{args.stage.removeprefix('finetune_')!r} variant (detr_deploy.data.cards.variants)"
+        ),
         "steps": log["step"],
         "images": log["images"],
         "train_seconds": round(log["elapsed_s"] if "elapsed_s" in log else log["train_seconds"], 1),
         "hardware": hardware_of(log),
-        "log_csv": "data/models/demo_finetune_log.csv",
+        "log_csv": relative(log_csv),
     }
+    metrics[args.stage]["real_map50_curve"] = real_curve(log)
+    if args.control:
+        control = Path(args.control)
+        control_report = json.loads((control / "report.json").read_text())
+        metrics[args.stage]["control"] = {
+            "run": "the same recipe on as many pre-rendered cards of the base generator (variant 'full')",
+            "command": args.control_command,
+            "real_map50_curve": real_curve(json.loads((control / "log.json").read_text())),
+            "heldout": control_report["heldout"]["finetuned"],
+            "real_val": control_report["real_val"]["finetuned"],
+        }
+    later = (
+        ""
+        if args.stage == "finetune"
+        else (
+            f", then for {metrics[args.stage]['train_seconds']:.0f} s ({metrics[args.stage]['hardware']}) on the "
+            f"generator's {args.stage.removeprefix('finetune_')} variant"
+        )
+    )
     metrics["summary"] = (
         f"Small DETR (ResNet-18 to layer3, d_model 128, 3+3 layers, 64 queries), trained from scratch on one "
         f"NVIDIA H200 for {training['train_seconds']:.0f} s, then fine-tuned ({metrics['finetune']['hardware']}) for "
-        f"{metrics['finetune']['train_seconds']:.0f} s to pic2card's labelling conventions. mAP@0.5 "
+        f"{metrics['finetune']['train_seconds']:.0f} s to pic2card's labelling conventions{later}. mAP@0.5 "
         f"{heldout['map50']:.3f} on {HELDOUT_CARDS} synthetic held-out cards (seed 3), {real['map50']:.3f} on the "
         f"{real['num_images']} real pic2card validation cards; see data/models/README.md."
     )

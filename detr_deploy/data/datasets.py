@@ -678,7 +678,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--variant",
         default="full",
-        help="generator variant of the realism ablation: full, no_capture or one_font "
+        help="generator variant: full, no_capture, one_font or wide "
         "(detr_deploy.data.cards.variants)",
     )
     args = parser.parse_args(argv)

@@ -53,6 +53,10 @@ Parts (each a module of this package)
 * :mod:`~detr_deploy.data.cards.compositions` — free random compositions of elements;
 * :mod:`~detr_deploy.data.cards.templates` — the 14 designed templates and the registry of all layouts;
 * :mod:`~detr_deploy.data.cards.compose` — :func:`render_card` and :func:`generate_dataset`;
+* :mod:`~detr_deploy.data.cards.realism` — wider realism, off unless asked for: choice glyphs up to 3x the
+  text size, closer lines, template expressions, photo and sketch looks;
+* :mod:`~detr_deploy.data.cards.variants` — the generator's named variants (``full``, ``no_capture``,
+  ``one_font``, ``wide``) for training and the realism ablation;
 * :mod:`~detr_deploy.data.cards.drawing` — :func:`draw_labels`;
 * :mod:`~detr_deploy.data.cards.cli` — the command line (``__main__`` runs it).
 

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from detr_deploy.data.annotations import write_coco, write_voc
+from detr_deploy.data.cards import realism
 from detr_deploy.data.cards.controls import ActionSet
 from detr_deploy.data.cards.elements import Container, ImageEl, TextBlock, _Ctx
 from detr_deploy.data.cards.masks import _rrect_mask, _rring_mask
@@ -120,6 +121,8 @@ def _render_raw(
 
     labels = [(x0 + ox, y0 + oy, x1 + ox, y1 + oy, c) for x0, y0, x1, y1, c in ctx.labels]
     img = page
+    if rescale and realism.enabled():  # the photo and sketch looks are capture effects, too
+        img, labels, _ = realism.capture_look(img, labels, rng, nrng)
     blur = rng.uniform(0.3, 0.7) if rng.random() < 0.08 else 0.0
     if rescale and blur:
         img = img.filter(ImageFilter.GaussianBlur(blur))
@@ -256,7 +259,13 @@ def generate_dataset(
         classes = np.asarray([a["category_id"] for a in labels], dtype=np.int64)
         if "voc" in formats:
             write_voc(
-                images_dir / f"{name}.xml", Path("images") / image_path.name, img.width, img.height, boxes, classes, CLASS_NAMES
+                images_dir / f"{name}.xml",
+                Path("images") / image_path.name,
+                img.width,
+                img.height,
+                boxes,
+                classes,
+                CLASS_NAMES,
             )
         records.append(
             {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import List, Optional, Sequence, Tuple
 
 from PIL import Image
 
+from detr_deploy.data.cards import realism
 from detr_deploy.data.cards.elements import TextBlock, _Ctx, _El, _ellipsize
 from detr_deploy.data.cards.masks import (
     _chevron_mask,
@@ -26,6 +28,8 @@ def _draw_control(ctx: _Ctx, kind: str, x: int, y: int, s: int, checked: bool, s
     t = ctx.theme
     bg = t.input_bg
     border_t = max(1, int(round(s / 14)))
+    if ctx.pale_glyphs:
+        t = dataclasses.replace(t, control_border=_mix(t.control_border, bg, 0.6), accent=_mix(t.accent, bg, 0.5))
     if kind == "radio":
         if checked and style == 1:  # filled accent disc with a white centre dot (Fluent / Windows 11)
             ctx.fill(t.accent, x, y, _ellipse_mask(s, s))
@@ -67,9 +71,14 @@ class ChoiceSet(_El):
     ):
         self.choices, self.multi, self.selected = list(choices), multi, set(selected)
         self.gap, self.size, self.text_size = gap, size, text_size
+        self.glyph_factor: Optional[float] = None
 
     def _s(self, ctx: _Ctx) -> int:
-        return ctx.px(self.size) if self.size else ctx.px(ctx.sizes[self.text_size] * 1.15)
+        if self.size:
+            return ctx.px(self.size)
+        if self.glyph_factor is None:
+            self.glyph_factor = realism.glyph_factor(ctx.rng) if realism.enabled() else 1.15
+        return ctx.px(ctx.sizes[self.text_size] * self.glyph_factor)
 
     def natural_width(self, ctx: _Ctx) -> int:
         s = self._s(ctx)
@@ -79,6 +88,8 @@ class ChoiceSet(_El):
         s = self._s(ctx)
         self.s = s
         self.label_gap = ctx.px(8)
+        if realism.enabled() and ctx.rng.random() < realism.WIDE_LABEL_GAP_SHARE:
+            self.label_gap = ctx.px(ctx.rng.uniform(16, 48))
         self.blocks = [TextBlock(c, self.text_size) for c in self.choices]
         self.rows = []
         total = 0

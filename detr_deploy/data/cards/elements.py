@@ -9,13 +9,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from detr_deploy.data.cards import realism
 from detr_deploy.data.cards.fonts import _Family, _font, _font_families
 from detr_deploy.data.cards.masks import _ellipse_mask, _rrect_mask, _threshold_bbox
 from detr_deploy.data.cards.pictures import _icon_rgba, _picture
 from detr_deploy.data.cards.text import _Text
 from detr_deploy.data.cards.theme import _make_theme, _mix
 from detr_deploy.data.classes import IMAGE, TEXTBOX, Color
-
 
 # margins of text labels (left, top, right, bottom) in units of the font size, see _Ctx.label_text
 TEXT_MARGIN = (0.22, 0.28, 0.5, 0.25)
@@ -53,6 +53,10 @@ class _Ctx:
         self.content_w = width - 2 * self.pad
         self.img: Optional[Image.Image] = None
         self.labels: List[Tuple[float, float, float, float, int]] = []
+        self.pale_glyphs = False
+        if realism.enabled():  # extra draws only here, so the base generator's stream is unchanged
+            self.line_factor = realism.line_factor(rng, self.line_factor)
+            self.pale_glyphs = rng.random() < realism.PALE_GLYPH_SHARE
 
     def px(self, value: float) -> int:
         return max(1, int(round(value * self.scale)))
@@ -175,6 +179,7 @@ class TextBlock(_El):
         self.wrap, self.max_lines, self.align, self.italic = wrap, max_lines, align, italic
         self.do_label, self.title_font = label, title_font
         self.lines: List[str] = []
+        self.templated = False
 
     def _font(self, ctx: _Ctx):
         return ctx.font(self.size, self.weight, self.italic, ctx.title_family if self.title_font else None)
@@ -189,6 +194,8 @@ class TextBlock(_El):
         return int(math.ceil(max(font.getlength(line) for line in self.text.split("\n")) * ctx.stretch)) + 2
 
     def measure(self, ctx: _Ctx, width: int) -> int:
+        if realism.enabled() and not self.templated:
+            self.text, self.templated = realism.template_text(ctx.rng, self.text), True
         font = self._font(ctx)
         if self.wrap:
             lines = _wrap(self.text, font, width - 2, ctx.stretch)
