@@ -43,13 +43,10 @@ if [ "${SMALL:-0}" = 1 ]; then
   CARDS=16; SECONDS_BUDGET=30; EVAL_EVERY=15; BATCH=2; MIN_SIZE=128; MAX_SIZE=224
 fi
 
+source "$(dirname "$0")/concurrent_runs.sh"
 mkdir -p "$OUT" "$WORK/runs"
 OUT=$(cd "$OUT" && pwd)
-exec > >(tee -a "$OUT/run.log") 2>&1
-export PYTHONUNBUFFERED=1
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}  # five trainings share the CPUs; their work is on the GPU
-T0=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+start_log "$OUT"
 
 stamp "gpu_finetune.sh: device=$DEVICE out=$OUT work=$WORK cards=$CARDS budget=${SECONDS_BUDGET}s"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
@@ -103,13 +100,8 @@ if [ -n "$CONTINUE_FROM" ]; then
   ORDER="$ORDER continue_cpu_16k"
   CANDIDATES="$CANDIDATES continue_cpu_16k"
 fi
-declare -A PIDS
 for name in $ORDER; do
-  mkdir -p "$WORK/runs/$name"
-  cmd="$PY -m detr_deploy.train --out $WORK/runs/$name --name $name $COMMON ${RUNS[$name]}"
-  echo "$cmd" > "$WORK/runs/$name/command.txt"
-  $cmd > "$WORK/runs/$name/stdout.txt" 2>&1 &
-  PIDS[$name]=$!
+  launch_run "$WORK/runs" "$name" $PY -m detr_deploy.train --out "$WORK/runs/$name" --name "$name" $COMMON ${RUNS[$name]}
 done
 stamp "training $ORDER for $BUDGET s each"
 
@@ -122,9 +114,7 @@ collect() {  # what comes back from the machine: the candidates' weights and eve
 }
 ( while sleep 45; do collect; done ) &
 COLLECTOR=$!
-for name in $ORDER; do
-  wait "${PIDS[$name]}" || { stamp "run $name failed:"; tail -n 20 "$WORK/runs/$name/stdout.txt"; }
-done
+wait_runs "$WORK/runs" $ORDER
 kill "$COLLECTOR" 2>/dev/null
 collect
 stamp "training done"

@@ -49,14 +49,10 @@ if [ "${SMALL:-0}" = 1 ]; then     # tiny sizes for a CPU dry run of the whole s
   CONT_TOTAL=40; TEST_CARDS=4; DEADLINE=0
 fi
 
+source "$(dirname "$0")/concurrent_runs.sh"
 mkdir -p "$OUT" "$WORK"
 OUT=$(cd "$OUT" && pwd)
-LOG="$OUT/run.log"
-exec > >(tee -a "$LOG") 2>&1
-export PYTHONUNBUFFERED=1
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}  # several trainings share the CPUs; their work is on the GPU
-T0=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+start_log "$OUT"
 
 stamp "gpu_train.sh: device=$DEVICE out=$OUT work=$WORK resolution=$MIN_SIZE/$MAX_SIZE batch=$BATCH"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
@@ -98,14 +94,9 @@ declare -A CONFIGS=(
 ORDER="vanilla full full_no_dn full_no_groups full_lowres"
 RUNS="$WORK/runs"
 mkdir -p "$RUNS"
-declare -A PIDS
 for name in $ORDER; do
-  mkdir -p "$RUNS/$name"
-  cmd="$PY -m detr_deploy.train --out $RUNS/$name --data $CACHE_A --name $name --time-budget $ABL_SECONDS"
-  cmd="$cmd --decay-start 1.0 $COMMON ${CONFIGS[$name]}"
-  echo "$cmd" > "$RUNS/$name/command.txt"
-  $cmd > "$RUNS/$name/stdout.txt" 2>&1 &
-  PIDS[$name]=$!
+  launch_run "$RUNS" "$name" $PY -m detr_deploy.train --out "$RUNS/$name" --data "$CACHE_A" --name "$name" \
+    --time-budget "$ABL_SECONDS" --decay-start 1.0 $COMMON ${CONFIGS[$name]}
 done
 stamp "ablation started: $ORDER"
 if [ "$RENDER_B_FIRST" = 1 ]; then
@@ -116,10 +107,7 @@ else
     --workers "$RENDER_WORKERS" > "$WORK/render_b.txt" 2>&1 &
   RENDER_PID=$!
 fi
-for name in $ORDER; do
-  wait "${PIDS[$name]}" || stamp "run $name failed (see its stdout below)"
-  tail -n 2 "$RUNS/$name/stdout.txt"
-done
+wait_runs "$RUNS" $ORDER
 stamp "ablation finished"
 
 $PY - "$RUNS" "$OUT" $ORDER <<'EOF'
