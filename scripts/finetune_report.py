@@ -221,6 +221,10 @@ def ship(run: Path, report: dict, args: argparse.Namespace) -> None:
 
     metrics_path = MODELS_DIR / "demo_metrics.json"
     metrics = json.loads(metrics_path.read_text())
+    if args.stage != "finetune":  # stage 2's scores and its starting model move into its own record
+        stage2 = metrics["finetune"]
+        stage2.setdefault("scores", {key: metrics[key] for key in ("heldout", "real_val", "threshold_choice")})
+        stage2.setdefault("start_model", metrics["start_model"])
     training = metrics["training"]
     if "heldout" not in training:  # the GPU stage's own score, on cards of the conventions it trained on
         training["heldout"] = dict(metrics["heldout"], note="cards labelled with glyph-only choice boxes")
@@ -254,8 +258,8 @@ def ship(run: Path, report: dict, args: argparse.Namespace) -> None:
         weights_size_bytes=(MODELS_DIR / "demo_weights.pth").stat().st_size,
         weights_note=f"GPU stage in bf16 autocast, fine-tuned ({hardware_of(log)}), stored as fp32"
         if args.stage == "finetune"
-        else f"{model['weights_note'].removesuffix(', stored as fp32')}, then {args.stage} ({hardware_of(log)}), "
-        "stored as fp32",
+        else f"{model['weights_note'].removesuffix(', stored as fp32')}, then fine-tuned on the generator's "
+        f"{args.stage.removeprefix('finetune_')} variant ({hardware_of(log)}), stored as fp32",
         pipeline={key: sidecar["preprocess"][key] for key in ("min_size", "max_size")}
         | {"score_threshold": sidecar["score_threshold"], "top_k": sidecar.get("top_k", 0)},
         score_threshold_choice=report["threshold_choice"]["rule"],

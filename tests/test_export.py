@@ -185,7 +185,7 @@ def test_command_line_exports_the_demo_checkpoint_with_its_settings(tmp_path, ca
     _, metadata = load_artefact(out)
     assert metadata["export_method"] == "script" and metadata["format"] == "detr_deploy.torchscript"
     assert (metadata["preprocess"]["min_size"], metadata["preprocess"]["max_size"]) == (384, 640)
-    assert metadata["score_threshold"] == 0.85
+    assert metadata["score_threshold"] == json.loads((MODELS_DIR / "demo.json").read_text())["score_threshold"]
 
 
 def test_command_line_traces_a_random_architecture(tmp_path):

@@ -633,7 +633,12 @@ def test_command_line_dispatches_with_the_demo_settings(monkeypatch, tmp_path, c
     )
     (name, model, settings), onnx_call, ov_call = calls
     assert name == "export_aoti" and model == "DETR"
-    assert (settings["min_size"], settings["max_size"], settings["score_threshold"]) == (384, 640, 0.85)  # demo.json
+    demo = json.loads((MODELS_DIR / "demo.json").read_text())
+    assert (settings["min_size"], settings["max_size"], settings["score_threshold"]) == (
+        384,
+        640,
+        demo["score_threshold"],
+    )
     assert onnx_call[2]["min_size"] == 64 and onnx_call[2]["exporter"] == "legacy"
     assert ov_call[2]["compress_to_fp16"] is True and ov_call[2]["dynamic"] is False
     assert "wrote" in capsys.readouterr().out

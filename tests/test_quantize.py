@@ -259,7 +259,8 @@ def test_export_command_int8_calibrates_on_synthetic_cards(monkeypatch, tmp_path
     (_, count, seed), (_, model, num_images, options) = calls
     assert (count, seed, model, num_images) == (4, pt2e.CALIBRATION_SEED, "DETR", 4)
     assert options["calibration"] == pt2e.calibration_record() and options["scope"] == "all"
-    assert (options["min_size"], options["max_size"], options["score_threshold"]) == (384, 640, 0.85)  # demo.json
+    demo = json.loads((MODELS_DIR / "demo.json").read_text())
+    assert (options["min_size"], options["max_size"], options["score_threshold"]) == (384, 640, demo["score_threshold"])
     assert options["dynamic"] is True
     assert "int8" in capsys.readouterr().out
 
