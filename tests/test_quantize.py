@@ -33,7 +33,7 @@ TINY = dict(min_size=96, max_size=160, score_threshold=0.0)
 # int8 against float32 on the sample cards (8 cards, ~120 detections), at the demo model's
 # default threshold: at most MAX_UNMATCHED detections lose their partner (same label, IoU >= 0.5:
 # a score crossing the threshold), and the pairs stay within these bounds. Measured here
-# (data/benchmarks/int8_accuracy.json): 4 unmatched, 11 px, 0.13 (a box edge moving a few percent
+# (data/benchmarks/int8_accuracy.json): 4 unmatched, 10 px, 0.06 (a box edge moving a few percent
 # of a card's width).
 MAX_UNMATCHED = 5
 BOX_TOLERANCE_PX = 20.0
