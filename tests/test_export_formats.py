@@ -42,7 +42,7 @@ from detr_deploy.native.runners import EXTRA_REQUIREMENT, OnnxRuntimeDetector, O
 from detr_deploy.paths import MODELS_DIR
 
 from conftest import make_test_image, run_in_threads
-from torch_free import BLOCK_TORCH
+from torch_free import detect_without_torch
 
 TINY = dict(min_size=96, max_size=192, score_threshold=0.0)
 TINY_CLASSES = ["textbox", "radiobutton", "checkbox", "actionset", "image", "rating"]
@@ -447,34 +447,8 @@ def test_cpu_isa_flags_keeps_instruction_sets_only(tmp_path):
     assert aoti.cpu_isa_flags(tmp_path / "arm") == []
 
 
-NO_TORCH = (
-    BLOCK_TORCH
-    + """
-import importlib.util, json, sys
-import numpy as np
-spec = importlib.util.spec_from_file_location("detr_cpp", sys.argv[1])
-detr_cpp = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(detr_cpp)
-detector = detr_cpp.Detector(sys.argv[2])
-found = detector.detect(np.load(sys.argv[3]))
-maps = open("/proc/self/maps").read()
-print(json.dumps({"backend": detector.backend, "torch": "torch" in sys.modules,
-                  "libtorch_so": any(line.endswith("/libtorch.so") for line in maps.splitlines()),
-                  **{key: value.tolist() for key, value in found.items()}}))
-"""
-)
-
-
 def test_aoti_package_runs_without_torch(detr_cpp, aoti_package, aoti_detector, images, tmp_path):
-    np.save(tmp_path / "image.npy", images[0])
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", NO_TORCH, detr_cpp.__file__, str(aoti_package), str(tmp_path / "image.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout.strip().splitlines()[-1])
+    output = detect_without_torch(detr_cpp.__file__, aoti_package, images[0], tmp_path)
     assert output["backend"] == "aotinductor" and output["torch"] is False and output["libtorch_so"] is False
     expected = aoti_detector.detect(images[0])
     assert output["labels"] == expected["labels"].tolist()

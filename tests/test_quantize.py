@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from detr_deploy.model.detr import detr_small  # noqa: E402
 from detr_deploy.paths import MODELS_DIR  # noqa: E402
 from detr_deploy.quantize import measure, pt2e  # noqa: E402
 
-from torch_free import BLOCK_TORCH  # noqa: E402
+from torch_free import detect_without_torch  # noqa: E402
 
 TINY = dict(min_size=96, max_size=160, score_threshold=0.0)
 
@@ -174,20 +173,6 @@ def test_int8_package_for_another_cpu_is_refused(int8_package, detr_cpp, tmp_pat
 
 # ---------------------------------------------------------------------------- the package outside Python's torch
 
-NO_TORCH = (
-    BLOCK_TORCH
-    + """
-import json, sys
-import numpy as np
-from detr_deploy.native.loader import load_detr_cpp
-detr_cpp = load_detr_cpp(sys.argv[1])
-detector = detr_cpp.Detector(sys.argv[2], num_threads=2)
-found = detector.detect(np.load(sys.argv[3]))
-print(json.dumps({"backend": detector.backend, "precision": detector.metadata["precision"],
-                  "torch": "torch" in sys.modules, **{key: value.tolist() for key, value in found.items()}}))
-"""
-)
-
 
 def _same_detections(found, expected):
     # the same compiled code in another process: identical labels, float noise at most
@@ -198,15 +183,7 @@ def _same_detections(found, expected):
 
 def test_int8_package_runs_in_the_torch_free_module(int8_package, int8_detector, detr_cpp, tmp_path):
     card = measure.sample_images()["card_00000.jpg"]
-    np.save(tmp_path / "card.npy", card)
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", NO_TORCH, detr_cpp.__file__, str(int8_package), str(tmp_path / "card.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout.strip().splitlines()[-1])
+    output = detect_without_torch(detr_cpp.__file__, int8_package, card, tmp_path, num_threads=2)
     assert output["backend"] == "aotinductor" and output["precision"] == "int8" and output["torch"] is False
     assert len(output["labels"]) > 0
     _same_detections(output, int8_detector.detect(card))
